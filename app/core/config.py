@@ -1,0 +1,169 @@
+"""Service settings, read from the environment and `.env`."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from enum import StrEnum
+from functools import cached_property
+from typing import Annotated, Literal, Self
+
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+logger = logging.getLogger(__name__)
+
+MIN_SECRET_BYTES = 32
+PLACEHOLDER_SECRETS = frozenset(
+    {"changeme", "change-me", "changethis", "secret", "your-secret-key"}
+)
+
+
+class Environment(StrEnum):
+    """Where the service runs; production turns on every safety check."""
+
+    DEVELOPMENT = "development"
+    TEST = "test"
+    PRODUCTION = "production"
+
+
+class Channel(StrEnum):
+    """How Twilio delivers the code."""
+
+    SMS = "sms"
+    WHATSAPP = "whatsapp"
+    CALL = "call"
+
+
+class MarketSettings(BaseModel):
+    """One market: which numbers belong to it and how codes are sent there."""
+
+    region: str = Field(min_length=2, max_length=2, description="ISO 3166 region of its numbers")
+    language: str = Field(min_length=2, max_length=10, description="Twilio `Locale` for its codes")
+    code_ttl_minutes: int = Field(default=10, ge=1, le=1440)
+    channels: list[Channel] = Field(default_factory=lambda: [Channel.SMS], min_length=1)
+    sms_budget: str = Field(default="1000/hour", description="Sends per window, all clients")
+    price_usd: float = Field(default=0.0, ge=0, description="Estimated cost of one verification")
+
+
+DEFAULT_MARKETS: dict[str, MarketSettings] = {
+    "KG": MarketSettings(
+        region="KG",
+        language="ru",
+        code_ttl_minutes=10,
+        channels=[Channel.SMS, Channel.WHATSAPP],
+        sms_budget="500/hour",
+        price_usd=0.15,
+    ),
+    "US": MarketSettings(
+        region="US",
+        language="en",
+        code_ttl_minutes=10,
+        channels=[Channel.SMS, Channel.CALL],
+        sms_budget="2000/hour",
+        price_usd=0.0575,
+    ),
+}
+
+
+class Settings(BaseSettings):
+    """Every setting of the service; `.env.example` documents each one."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True
+    )
+
+    environment: Environment = Environment.DEVELOPMENT
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+
+    database_url: str = "sqlite+aiosqlite:///./phone_auth.db"
+    database_pool_size: int = Field(default=10, ge=1, le=200)
+    database_max_overflow: int = Field(default=10, ge=0, le=200)
+
+    verify_provider: Literal["twilio", "console"] = "twilio"
+    twilio_account_sid: str | None = None
+    twilio_auth_token: SecretStr | None = None
+    twilio_verify_service_sid: str | None = None
+    twilio_verify_base_url: str = "https://verify.twilio.com"
+    twilio_connect_timeout_seconds: float = Field(default=3.0, gt=0, le=60)
+    twilio_read_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    twilio_max_retries: int = Field(default=2, ge=0, le=5)
+    twilio_max_connections: int = Field(default=100, ge=1, le=1000)
+
+    markets: dict[str, MarketSettings] = Field(default_factory=lambda: dict(DEFAULT_MARKETS))
+    verification_code_length: int = Field(default=6, ge=4, le=10)
+    verification_max_attempts: int = Field(default=5, ge=1, le=20)
+
+    jwt_secret_key: SecretStr | None = None
+    jwt_algorithm: Literal["HS256"] = "HS256"
+    jwt_issuer: str = "phone-auth"
+    jwt_audience: str = "phone-auth"
+    access_token_expire_seconds: int = Field(default=2592000, ge=60, le=31536000)
+
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_csv(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("markets")
+    @classmethod
+    def _markets_by_upper_name(cls, value: dict[str, MarketSettings]) -> dict[str, MarketSettings]:
+        if not value:
+            raise ValueError("at least one market must be configured")
+        markets = {name.upper(): market for name, market in value.items()}
+        regions = [market.region.upper() for market in markets.values()]
+        if len(set(regions)) != len(regions):
+            raise ValueError("two markets share one region")
+        return markets
+
+    @model_validator(mode="after")
+    def _check_production_safety(self) -> Self:
+        if self.environment is not Environment.PRODUCTION:
+            return self
+        if self.verify_provider == "console":
+            raise ValueError(
+                "VERIFY_PROVIDER=console prints codes to the log and is refused when "
+                "ENVIRONMENT=production; configure Twilio instead"
+            )
+        secret = self.jwt_secret_key.get_secret_value() if self.jwt_secret_key else ""
+        if len(secret.encode()) < MIN_SECRET_BYTES or secret.lower() in PLACEHOLDER_SECRETS:
+            raise ValueError(
+                f"JWT_SECRET_KEY must be set to a random value of at least {MIN_SECRET_BYTES} "
+                'bytes when ENVIRONMENT=production (python -c "import secrets; '
+                'print(secrets.token_urlsafe(48))")'
+            )
+        return self
+
+    @cached_property
+    def signing_secret(self) -> str:
+        """The JWT secret, or a random one outside production when none is set."""
+        if self.jwt_secret_key is not None and self.jwt_secret_key.get_secret_value():
+            return self.jwt_secret_key.get_secret_value()
+        logger.warning(
+            "JWT_SECRET_KEY is not set: using a random key, so tokens stop working on restart"
+        )
+        return secrets.token_urlsafe(48)
+
+    @property
+    def twilio_configured(self) -> bool:
+        """Whether all three Twilio credentials are present."""
+        return bool(
+            self.twilio_account_sid
+            and self.twilio_auth_token
+            and self.twilio_auth_token.get_secret_value()
+            and self.twilio_verify_service_sid
+        )
+
+    @cached_property
+    def market_by_region(self) -> dict[str, tuple[str, MarketSettings]]:
+        """Markets keyed by the region of their numbers."""
+        return {m.region.upper(): (name, m) for name, m in self.markets.items()}
+
+    @property
+    def is_production(self) -> bool:
+        """Whether this is a production deployment."""
+        return self.environment is Environment.PRODUCTION

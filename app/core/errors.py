@@ -1,0 +1,169 @@
+"""One error tree for the service and the handlers that render it.
+
+Bodies follow the old backend's contract: field errors are a map of lists,
+everything else is `{"detail": ...}`; the send endpoint adds `"success": false`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+logger = logging.getLogger(__name__)
+
+MSG_REQUIRED = "This field is required."
+MSG_SERVICE_UNAVAILABLE = "SMS verification is temporarily unavailable. Please contact support."
+MSG_INVALID_CODE = "Invalid or expired verification code"
+MSG_PROVIDER_FAILED = "Could not reach the SMS provider. Please try again later."
+MSG_BLOCKED = "We cannot send a verification code to this phone number. Please contact support."
+MSG_NOT_AUTHENTICATED = "Authentication credentials were not provided."
+MSG_INVALID_TOKEN = "Invalid or expired token."  # noqa: S105 (a message, not a secret)
+MSG_USER_INACTIVE = "User account is disabled."
+MSG_BAD_BODY = "Request body must be a JSON object."
+
+# Routes whose error bodies carry `"success": false` next to `detail`.
+SUCCESS_ENVELOPE_ROUTES = frozenset({"send_verification"})
+
+
+class AppError(Exception):
+    """An error with a status, a message for the client and optional headers."""
+
+    status_code = 500
+    default_message = "Internal server error."
+
+    def __init__(
+        self,
+        message: str | None = None,
+        status_code: int | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        self.message = message or self.default_message
+        super().__init__(self.message)
+        if status_code is not None:
+            self.status_code = status_code
+        self.headers = dict(headers or {})
+
+    def body(self) -> dict[str, Any]:
+        """The JSON body the client sees."""
+        return {"detail": self.message}
+
+
+class FieldErrors(AppError):
+    """Bad input, reported per field like the old backend: `{"phone": ["..."]}`."""
+
+    status_code = 400
+
+    def __init__(self, errors: Mapping[str, Sequence[str]]) -> None:
+        self.errors = {field: list(messages) for field, messages in errors.items()}
+        super().__init__("; ".join(m for ms in self.errors.values() for m in ms))
+
+    def body(self) -> dict[str, Any]:
+        """The field map itself."""
+        return dict(self.errors)
+
+
+class BadRequest(AppError):
+    """A request the service cannot read at all."""
+
+    status_code = 400
+    default_message = MSG_BAD_BODY
+
+
+class InvalidCode(AppError):
+    """A wrong, expired or unknown code."""
+
+    status_code = 400
+    default_message = MSG_INVALID_CODE
+
+
+class NotAuthenticated(AppError):
+    """No usable bearer token."""
+
+    status_code = 401
+    default_message = MSG_INVALID_TOKEN
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message, headers={"WWW-Authenticate": "Bearer"})
+
+
+class Forbidden(AppError):
+    """Authenticated or identified, but not allowed."""
+
+    status_code = 403
+    default_message = MSG_USER_INACTIVE
+
+
+class TooManyRequests(AppError):
+    """Too many attempts; `retry_after` seconds until the next may succeed."""
+
+    status_code = 429
+
+    def __init__(self, retry_after: int, message: str | None = None) -> None:
+        self.retry_after = max(1, int(retry_after))
+        super().__init__(
+            message or f"Too many requests. Try again in {self.retry_after} seconds.",
+            headers={"Retry-After": str(self.retry_after)},
+        )
+
+    def body(self) -> dict[str, Any]:
+        """The detail and the wait in seconds."""
+        return {"detail": self.message, "retry_after": self.retry_after}
+
+
+class UpstreamFailed(AppError):
+    """The SMS provider failed; the client may retry."""
+
+    status_code = 502
+    default_message = MSG_PROVIDER_FAILED
+
+
+class ServiceUnavailable(AppError):
+    """Verification cannot work right now; an operator must act."""
+
+    status_code = 503
+    default_message = MSG_SERVICE_UNAVAILABLE
+
+
+async def app_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    """Render an `AppError`; on the send endpoint a `detail` comes with `"success": false`."""
+    assert isinstance(exc, AppError)
+    body = exc.body()
+    route = request.scope.get("route")
+    if "detail" in body and getattr(route, "name", None) in SUCCESS_ENVELOPE_ROUTES:
+        body = {"success": False, **body}
+    return JSONResponse(body, status_code=exc.status_code, headers=exc.headers or None)
+
+
+async def validation_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    """Render request validation as 400 with the old backend's field map."""
+    assert isinstance(exc, RequestValidationError)
+    errors: dict[str, list[str]] = {}
+    for error in exc.errors():
+        loc = tuple(error.get("loc", ()))
+        if error.get("type") == "json_invalid" or loc in {("body",), ()}:
+            return JSONResponse({"detail": MSG_BAD_BODY}, status_code=400)
+        field = str(loc[1]) if loc[0] == "body" and len(loc) > 1 else str(loc[-1])
+        errors.setdefault(field, []).append(_message(error))
+    return JSONResponse(errors, status_code=400)
+
+
+def _message(error: Mapping[str, Any]) -> str:
+    kind = error.get("type")
+    if kind == "missing":
+        return MSG_REQUIRED
+    if kind == "string_type":
+        return "Not a valid string."
+    if kind in {"phone", "code", "value_error"}:
+        return str(error.get("ctx", {}).get("message") or error.get("msg"))
+    return str(error.get("msg", "Invalid value."))
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the handlers on `app`."""
+    app.add_exception_handler(AppError, app_error_handler)
+    app.add_exception_handler(RequestValidationError, validation_error_handler)

@@ -1,0 +1,83 @@
+"""What one process shares between requests, built in the lifespan and closed at shutdown."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import httpx
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from app.core.config import Settings
+from app.core.database import create_engine, create_sessionmaker
+from app.services.console_verify import ConsoleVerifyProvider
+from app.services.tokens import TokenService
+from app.services.twilio_verify import TwilioCredentials, TwilioVerifyClient
+from app.services.verify_provider import VerifyProvider
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Resources:
+    """The engine, the session factory, the Twilio client and the token signer."""
+
+    engine: AsyncEngine
+    sessionmaker: async_sessionmaker[AsyncSession]
+    http_client: httpx.AsyncClient
+    provider: VerifyProvider | None
+    tokens: TokenService
+
+    async def aclose(self) -> None:
+        """Close the HTTP client and the database pool."""
+        await self.http_client.aclose()
+        await self.engine.dispose()
+
+
+def create_http_client(settings: Settings) -> httpx.AsyncClient:
+    """The one client that talks to Twilio, sized for the expected concurrency."""
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(
+            settings.twilio_read_timeout_seconds, connect=settings.twilio_connect_timeout_seconds
+        ),
+        limits=httpx.Limits(
+            max_connections=settings.twilio_max_connections,
+            max_keepalive_connections=settings.twilio_max_connections,
+            keepalive_expiry=60,
+        ),
+        headers={"User-Agent": "phone-auth/0.1", "Accept": "application/json"},
+    )
+
+
+def create_provider(settings: Settings, client: httpx.AsyncClient) -> VerifyProvider | None:
+    """The configured provider, or None when Twilio is chosen but not configured."""
+    if settings.verify_provider == "console":
+        return ConsoleVerifyProvider(settings.signing_secret, settings.verification_code_length)
+    sid, token, service = (
+        settings.twilio_account_sid,
+        settings.twilio_auth_token,
+        settings.twilio_verify_service_sid,
+    )
+    if not (sid and token and token.get_secret_value() and service):
+        return None
+    return TwilioVerifyClient(
+        client,
+        TwilioCredentials(
+            account_sid=sid, auth_token=token.get_secret_value(), service_sid=service
+        ),
+        base_url=settings.twilio_verify_base_url,
+        max_retries=settings.twilio_max_retries,
+    )
+
+
+def create_resources(settings: Settings) -> Resources:
+    """Build everything a process shares."""
+    engine = create_engine(settings)
+    http_client = create_http_client(settings)
+    return Resources(
+        engine=engine,
+        sessionmaker=create_sessionmaker(engine),
+        http_client=http_client,
+        provider=create_provider(settings, http_client),
+        tokens=TokenService(settings),
+    )

@@ -1,0 +1,93 @@
+"""Dependencies the routers use; everything comes from `app.state`, built in the lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core.config import Settings
+from app.core.errors import MSG_NOT_AUTHENTICATED, Forbidden, NotAuthenticated
+from app.core.resources import Resources
+from app.models import User
+from app.services.auth import AuthService
+from app.services.tokens import TokenError
+from app.services.users import get_user
+
+
+def get_resources(request: Request) -> Resources:
+    """What the lifespan built for this process."""
+    resources: Resources = request.app.state.resources
+    return resources
+
+
+def get_settings(request: Request) -> Settings:
+    """The settings the app was built with."""
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+ResourcesDep = Annotated[Resources, Depends(get_resources)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+async def get_session(resources: ResourcesDep) -> AsyncIterator[AsyncSession]:
+    """One session per request: committed on success, rolled back on error."""
+    async with resources.sessionmaker() as session:
+        try:
+            yield session
+        except BaseException:
+            await session.rollback()
+            raise
+        else:
+            await session.commit()
+
+
+# scope="function" commits before the response is sent, so a 200 means it is stored.
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+
+
+def get_auth_service(
+    session: SessionDep, settings: SettingsDep, resources: ResourcesDep
+) -> AuthService:
+    """The login service for this request."""
+    return AuthService(session, settings, resources.provider, resources.tokens)
+
+
+AuthServiceDep = Annotated[AuthService, Depends(get_auth_service)]
+
+_bearer = HTTPBearer(auto_error=False, description="The `access_token` from verify-code")
+
+
+async def get_current_user(
+    session: SessionDep,
+    resources: ResourcesDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> User:
+    """The active user whose bearer token came with the request."""
+    if credentials is None:
+        raise NotAuthenticated(MSG_NOT_AUTHENTICATED)
+    try:
+        claims = resources.tokens.verify(credentials.credentials)
+    except TokenError as exc:
+        raise NotAuthenticated() from exc
+    user = await get_user(session, claims.user_id)
+    if user is None:
+        raise NotAuthenticated()
+    if not user.is_active:
+        raise Forbidden()
+    return user
+
+
+CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+def get_client_ip(request: Request) -> str | None:
+    """The client's address as the socket sees it."""
+    return request.client.host if request.client else None
+
+
+ClientIP = Annotated[str | None, Depends(get_client_ip)]

@@ -1,0 +1,90 @@
+"""The ASGI application: `app.main:app`, built by `create_app(settings)`."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from sqlalchemy.engine import make_url
+
+from app.core.config import Settings
+from app.core.errors import install_error_handlers
+from app.core.logging import configure_logging
+from app.core.resources import create_resources
+from app.routers import auth, users
+
+logger = logging.getLogger(__name__)
+
+DESCRIPTION = """
+Log in with a phone number. `POST /api/v1/auth/send-verification` texts a
+one-time code; `POST /api/v1/auth/verify-code` checks it and returns a JWT
+access token for `GET /api/v1/users/me`.
+
+Invalid input answers **400** with messages per field, e.g.
+`{"phone": ["Enter a valid phone number."]}`.
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the application for `settings` (read from the environment when omitted)."""
+    settings = settings or Settings()
+    configure_logging(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        resources = create_resources(settings)
+        app.state.resources = resources
+        logger.info(
+            "Starting: environment=%s provider=%s%s database=%s",
+            settings.environment.value,
+            settings.verify_provider,
+            "" if resources.provider is not None else " (NOT CONFIGURED: verification answers 503)",
+            make_url(settings.database_url).render_as_string(hide_password=True),
+        )
+        try:
+            yield
+        finally:
+            await resources.aclose()
+            logger.info("Stopped: HTTP client and database pool closed")
+
+    app = FastAPI(
+        title="Phone Auth",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+    app.include_router(auth.router)
+    app.include_router(users.router)
+    _document_400_not_422(app)
+    return app
+
+
+def _document_400_not_422(app: FastAPI) -> None:
+    """Validation answers 400 with a field map; drop FastAPI's generated 422."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = FastAPI.openapi(app)
+        for path in schema.get("paths", {}).values():
+            for operation in path.values():
+                operation.get("responses", {}).pop("422", None)
+        components = schema.get("components", {}).get("schemas", {})
+        for name in ("HTTPValidationError", "ValidationError"):
+            components.pop(name, None)
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _app_from_environment() -> FastAPI:
+    return create_app(Settings())
+
+
+app = _app_from_environment()

@@ -1,0 +1,131 @@
+"""Login endpoints: send a code, then exchange it for a token."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from app.core.errors import MSG_BLOCKED, MSG_INVALID_CODE, MSG_SERVICE_UNAVAILABLE
+from app.dependencies import AuthServiceDep, ClientIP
+from app.schemas.auth import (
+    SendVerificationRequest,
+    SendVerificationResponse,
+    VerifyCodeRequest,
+    VerifyCodeResponse,
+)
+from app.schemas.common import DetailBody, FieldErrorsBody, RateLimitedBody, SendErrorBody
+from app.schemas.users import UserOut
+
+router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
+
+
+def _error(model: type[Any], description: str, example: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "model": model,
+        "description": description,
+        "content": {"application/json": {"example": example}},
+    }
+
+
+SEND_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: _error(
+        FieldErrorsBody,
+        "Invalid phone number, unsupported country, or a number that cannot take SMS",
+        {"phone": ["Phone number must start with country code (e.g., +996 or +1)"]},
+    ),
+    403: _error(
+        SendErrorBody,
+        "The provider refused this number",
+        {
+            "success": False,
+            "detail": MSG_BLOCKED,
+        },
+    ),
+    429: _error(
+        RateLimitedBody,
+        "Too many codes sent to this number",
+        {
+            "success": False,
+            "detail": "Too many requests. Try again in 60 seconds.",
+            "retry_after": 60,
+        },
+    ),
+    502: _error(
+        SendErrorBody,
+        "The SMS provider failed",
+        {"success": False, "detail": "Could not reach the SMS provider. Please try again later."},
+    ),
+    503: _error(
+        SendErrorBody,
+        "SMS verification is not available",
+        {"success": False, "detail": MSG_SERVICE_UNAVAILABLE},
+    ),
+}
+
+VERIFY_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: _error(
+        FieldErrorsBody,
+        "Invalid input (a field map) or a wrong, expired or unknown code "
+        f'(`{{"detail": "{MSG_INVALID_CODE}"}}`)',
+        {"detail": MSG_INVALID_CODE},
+    ),
+    403: _error(DetailBody, "The user is disabled", {"detail": "User account is disabled."}),
+    429: _error(
+        RateLimitedBody,
+        "Too many wrong codes",
+        {"detail": "Too many failed attempts. Please request a new code.", "retry_after": 60},
+    ),
+    502: _error(
+        DetailBody,
+        "The SMS provider failed",
+        {"detail": "Could not reach the SMS provider. Please try again later."},
+    ),
+    503: _error(
+        DetailBody, "SMS verification is not available", {"detail": MSG_SERVICE_UNAVAILABLE}
+    ),
+}
+
+
+@router.post(
+    "/send-verification",
+    name="send_verification",
+    summary="Send a login code",
+    description="Sends a one-time code to the phone number. The number must be in a "
+    "configured market; the code is valid for `expires_in_minutes`.",
+    response_model=SendVerificationResponse,
+    responses=SEND_ERRORS,
+)
+async def send_verification(
+    payload: SendVerificationRequest, auth: AuthServiceDep, client_ip: ClientIP
+) -> SendVerificationResponse:
+    """Send a login code to a phone number."""
+    sent = await auth.send_code(payload.phone, client_ip=client_ip)
+    return SendVerificationResponse(
+        message=f"Verification code sent to {sent.phone.e164}",
+        phone=sent.phone.e164,
+        market=sent.market.name,
+        language=sent.market.settings.language,
+        expires_in_minutes=sent.market.settings.code_ttl_minutes,
+    )
+
+
+@router.post(
+    "/verify-code",
+    name="verify_code",
+    summary="Log in with the code",
+    description="Checks the code sent to the phone number. On success creates the user "
+    "if needed and returns an access token.",
+    response_model=VerifyCodeResponse,
+    responses=VERIFY_ERRORS,
+)
+async def verify_code(payload: VerifyCodeRequest, auth: AuthServiceDep) -> VerifyCodeResponse:
+    """Exchange a correct code for an access token."""
+    result = await auth.login(payload.phone, payload.verification_code)
+    return VerifyCodeResponse(
+        access_token=result.token.token,
+        expires_in=result.token.expires_in,
+        user=UserOut.model_validate(result.user),
+        market=result.market.name,
+        is_new_user=result.is_new_user,
+    )

@@ -1,0 +1,52 @@
+"""Bodies of the login endpoints."""
+
+from __future__ import annotations
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+
+from app.schemas.common import PhoneInput, TextInput
+from app.schemas.users import UserOut
+
+
+class SendVerificationRequest(BaseModel):
+    """Ask for a code to be sent to `phone`."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"phone": "+996555123456"}]})
+
+    phone: PhoneInput
+
+
+class SendVerificationResponse(BaseModel):
+    """The code is on its way."""
+
+    success: bool = True
+    message: str = Field(examples=["Verification code sent to +996555123456"])
+    phone: str = Field(description="E.164 form", examples=["+996555123456"])
+    market: str = Field(examples=["KG"])
+    language: str = Field(examples=["ru"])
+    expires_in_minutes: int = Field(examples=[10])
+
+
+class VerifyCodeRequest(BaseModel):
+    """Check the code that was sent to `phone`."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"phone": "+996555123456", "verification_code": "123456"}]}
+    )
+
+    phone: PhoneInput
+    verification_code: TextInput = Field(
+        validation_alias=AliasChoices("verification_code", "code"),
+        description="The code from the SMS; `code` is accepted as an alias.",
+    )
+
+
+class VerifyCodeResponse(BaseModel):
+    """A logged-in user and their access token."""
+
+    access_token: str
+    token_type: str = "bearer"  # noqa: S105
+    expires_in: int = Field(description="Seconds until the access token expires")
+    user: UserOut
+    market: str
+    is_new_user: bool = Field(description="True only for the login that created the user")

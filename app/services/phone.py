@@ -1,0 +1,81 @@
+"""Phone numbers: parsing, normalising to E.164, and masking for logs."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import phonenumbers
+from phonenumbers import PhoneNumberType
+
+MSG_NO_PLUS = "Phone number must start with country code (e.g., +996 or +1)"
+MSG_INVALID = "Enter a valid phone number."
+MSG_UNSUPPORTED_COUNTRY = "Phone numbers from this country are not supported."
+MSG_NO_SMS = "This phone number cannot receive SMS."
+
+# Longest formatted number we bother parsing; E.164 itself is at most 16 characters.
+MAX_RAW_LENGTH = 32
+# Characters a person may type between digits. Letters (vanity numbers) and
+# extensions, which libphonenumber would otherwise accept, are refused.
+_ALLOWED = re.compile(r"\+[0-9 ().\-]+")
+
+_NO_SMS_TYPES = frozenset(
+    {
+        PhoneNumberType.FIXED_LINE,
+        PhoneNumberType.PREMIUM_RATE,
+        PhoneNumberType.SHARED_COST,
+        PhoneNumberType.TOLL_FREE,
+        PhoneNumberType.VOICEMAIL,
+        PhoneNumberType.PAGER,
+        PhoneNumberType.UAN,
+    }
+)
+
+
+class PhoneError(ValueError):
+    """A phone number that cannot be used; the message is shown to the user."""
+
+
+@dataclass(frozen=True, slots=True)
+class Phone:
+    """A valid phone number in E.164 form with its region."""
+
+    e164: str
+    region: str
+    national_number: str
+
+    def __str__(self) -> str:
+        return self.e164
+
+
+def parse_phone(raw: str, *, check_sms: bool = True) -> Phone:
+    """Parse what a person typed into a `Phone`, or raise `PhoneError`."""
+    text = raw.strip()
+    if not text.startswith("+"):
+        raise PhoneError(MSG_NO_PLUS)
+    if len(text) > MAX_RAW_LENGTH or not _ALLOWED.fullmatch(text):
+        raise PhoneError(MSG_INVALID)
+    try:
+        number = phonenumbers.parse(text, None)
+    except phonenumbers.NumberParseException as exc:
+        raise PhoneError(MSG_INVALID) from exc
+    if number.extension or not phonenumbers.is_valid_number(number):
+        raise PhoneError(MSG_INVALID)
+    region = phonenumbers.region_code_for_number(number)
+    if region is None:
+        raise PhoneError(MSG_INVALID)
+    if check_sms and phonenumbers.number_type(number) in _NO_SMS_TYPES:
+        raise PhoneError(MSG_NO_SMS)
+    return Phone(
+        e164=phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164),
+        region=region,
+        national_number=phonenumbers.national_significant_number(number),
+    )
+
+
+def mask_phone(phone: str) -> str:
+    """Hide the middle of a number for logs: `+996555123456` → `+996*****3456`."""
+    digits = phone[1:] if phone.startswith("+") else phone
+    if not digits.isdigit() or len(digits) < 8:
+        return "***"
+    return f"+{digits[:3]}{'*' * (len(digits) - 7)}{digits[-4:]}"

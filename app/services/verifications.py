@@ -1,0 +1,300 @@
+"""Starting verifications and checking codes, with their rows in the database.
+
+Changes to a verification row are committed as they happen, apart from the
+request's own transaction: a spent attempt must stay spent even when the
+request fails later, and no connection is held while the provider answers.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core.config import MarketSettings, Settings
+from app.core.errors import (
+    MSG_BLOCKED,
+    AppError,
+    FieldErrors,
+    Forbidden,
+    InvalidCode,
+    ServiceUnavailable,
+    TooManyRequests,
+    UpstreamFailed,
+)
+from app.models import Verification, VerificationStatus
+from app.models.base import utcnow
+from app.services.phone import (
+    MSG_INVALID,
+    MSG_NO_SMS,
+    MSG_UNSUPPORTED_COUNTRY,
+    Phone,
+    mask_phone,
+)
+from app.services.verify_provider import (
+    CheckOutcome,
+    CheckRequest,
+    NumberProblem,
+    ProviderBlocked,
+    ProviderError,
+    ProviderMisconfigured,
+    ProviderRateLimited,
+    ProviderRejectedNumber,
+    StartRequest,
+    VerifyProvider,
+)
+
+logger = logging.getLogger(__name__)
+
+MSG_LOCKED = "Too many failed attempts. Please request a new code."
+LOCKED_RETRY_AFTER_SECONDS = 60
+
+_NUMBER_MESSAGES = {
+    NumberProblem.INVALID: MSG_INVALID,
+    NumberProblem.CANNOT_RECEIVE_SMS: MSG_NO_SMS,
+    NumberProblem.COUNTRY_NOT_ALLOWED: MSG_UNSUPPORTED_COUNTRY,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Market:
+    """A configured market a number belongs to."""
+
+    name: str
+    settings: MarketSettings
+
+
+@dataclass(frozen=True, slots=True)
+class StartedVerification:
+    """A code on its way."""
+
+    phone: Phone
+    market: Market
+    channel: str
+
+
+def resolve_market(settings: Settings, phone: Phone) -> Market:
+    """The market of `phone`'s region, or a 400 when none is configured for it."""
+    found = settings.market_by_region.get(phone.region)
+    if found is None:
+        raise FieldErrors({"phone": [MSG_UNSUPPORTED_COUNTRY]})
+    return Market(name=found[0], settings=found[1])
+
+
+def require_code_format(code: str, length: int) -> str:
+    """Accept exactly `length` ASCII digits, or raise the contract's 400."""
+    if len(code) != length or not (code.isascii() and code.isdigit()):
+        raise FieldErrors({"verification_code": [f"Verification code must be {length} digits."]})
+    return code
+
+
+class VerificationService:
+    """Sends codes through the provider and checks them against the newest row."""
+
+    def __init__(
+        self, session: AsyncSession, provider: VerifyProvider | None, settings: Settings
+    ) -> None:
+        self._session = session
+        self._provider = provider
+        self._settings = settings
+
+    def _require_provider(self) -> VerifyProvider:
+        if self._provider is None:
+            logger.error("Verification requested but the Twilio credentials are not configured")
+            raise ServiceUnavailable()
+        return self._provider
+
+    async def start(
+        self, phone: Phone, market: Market, channel: str, client_ip: str | None
+    ) -> StartedVerification:
+        """Ask the provider to send a code and record the verification."""
+        provider = self._require_provider()
+        request = StartRequest(
+            phone=phone.e164,
+            channel=channel,
+            locale=market.settings.language,
+            device_ip=client_ip,
+        )
+        try:
+            result = await provider.start(request)
+        except ProviderError as exc:
+            raise _app_error(exc, "send", phone) from exc
+
+        now = utcnow()
+        await self._session.execute(
+            update(Verification)
+            .where(
+                Verification.phone == phone.e164,
+                Verification.status == VerificationStatus.PENDING,
+                Verification.provider_sid != result.sid,
+            )
+            .values(status=VerificationStatus.EXPIRED, updated_at=now)
+        )
+        existing = await self._session.scalar(
+            select(Verification).where(
+                Verification.provider_sid == result.sid,
+                Verification.status == VerificationStatus.PENDING,
+            )
+        )
+        if existing is None:
+            self._session.add(
+                Verification(
+                    phone=phone.e164,
+                    market=market.name,
+                    channel=channel,
+                    provider=provider.name,
+                    provider_sid=result.sid,
+                    code_hash=result.code_hash,
+                    status=VerificationStatus.PENDING,
+                    failed_attempts=0,
+                    created_at=now,
+                    expires_at=now + timedelta(minutes=market.settings.code_ttl_minutes),
+                    updated_at=now,
+                )
+            )
+        await self._session.flush()
+        logger.info(
+            "Verification sent: market=%s channel=%s phone=%s",
+            market.name,
+            channel,
+            mask_phone(phone.e164),
+        )
+        return StartedVerification(phone=phone, market=market, channel=channel)
+
+    async def check(self, phone: Phone, market: Market, code: str) -> Verification:
+        """Check `code` for `phone`; return the approved row or raise the contract's error."""
+        provider = self._require_provider()
+        row = await self._reserve_attempt(phone)
+        try:
+            outcome = await provider.check(
+                CheckRequest(sid=row.provider_sid, code=code, code_hash=row.code_hash)
+            )
+        except ProviderError as exc:
+            raise _app_error(exc, "verify", phone) from exc
+
+        masked = mask_phone(phone.e164)
+        if outcome is CheckOutcome.APPROVED:
+            if await self._finish(row, VerificationStatus.APPROVED, refund_attempt=True):
+                logger.info("Verification approved: market=%s phone=%s", market.name, masked)
+                return row
+            logger.info("Verification already used: market=%s phone=%s", market.name, masked)
+            raise InvalidCode()
+        if outcome is CheckOutcome.MAX_ATTEMPTS:
+            await self._finish(row, VerificationStatus.LOCKED)
+            logger.warning(
+                "Verification locked by provider: market=%s phone=%s", market.name, masked
+            )
+            raise TooManyRequests(LOCKED_RETRY_AFTER_SECONDS, MSG_LOCKED)
+        if outcome is CheckOutcome.NOT_FOUND:
+            await self._finish(row, VerificationStatus.EXPIRED)
+            logger.info("Verification unknown to provider: market=%s phone=%s", market.name, masked)
+            raise InvalidCode()
+        if row.failed_attempts >= self._settings.verification_max_attempts:
+            await self._finish(row, VerificationStatus.LOCKED)
+            logger.warning(
+                "Verification locked after wrong codes: market=%s phone=%s", market.name, masked
+            )
+        else:
+            logger.info("Wrong code: market=%s phone=%s", market.name, masked)
+        raise InvalidCode()
+
+    async def _reserve_attempt(self, phone: Phone) -> Verification:
+        """Take one attempt on the newest verification of `phone`, committed at once.
+
+        Counting the attempt before asking the provider bounds the checks per
+        code even when many requests arrive at the same moment.
+        """
+        session = self._session
+        row = await session.scalar(
+            select(Verification)
+            .where(Verification.phone == phone.e164)
+            .order_by(Verification.created_at.desc(), Verification.id.desc())
+            .limit(1)
+        )
+        now = utcnow()
+        if row is None:
+            await session.commit()
+            raise InvalidCode()
+        if row.status == VerificationStatus.LOCKED:
+            await session.commit()
+            raise TooManyRequests(LOCKED_RETRY_AFTER_SECONDS, MSG_LOCKED)
+        if row.status != VerificationStatus.PENDING:
+            await session.commit()
+            raise InvalidCode()
+        if row.expires_at <= now:
+            row.status = VerificationStatus.EXPIRED
+            await session.commit()
+            raise InvalidCode()
+
+        max_attempts = self._settings.verification_max_attempts
+        attempts = await session.scalar(
+            update(Verification)
+            .where(
+                Verification.id == row.id,
+                Verification.status == VerificationStatus.PENDING,
+                Verification.failed_attempts < max_attempts,
+            )
+            .values(failed_attempts=Verification.failed_attempts + 1, updated_at=now)
+            .returning(Verification.failed_attempts)
+        )
+        if attempts is None:
+            await session.refresh(row)
+            if row.status in (VerificationStatus.PENDING, VerificationStatus.LOCKED):
+                row.status = VerificationStatus.LOCKED
+                await session.commit()
+                raise TooManyRequests(LOCKED_RETRY_AFTER_SECONDS, MSG_LOCKED)
+            await session.commit()
+            raise InvalidCode()
+        row.failed_attempts = attempts
+        await session.commit()
+        return row
+
+    async def _finish(
+        self, row: Verification, status: VerificationStatus, *, refund_attempt: bool = False
+    ) -> bool:
+        """Move a pending row to `status`; False when another request got there first."""
+        values: dict[str, object] = {"status": status, "updated_at": utcnow()}
+        if refund_attempt:
+            values["failed_attempts"] = Verification.failed_attempts - 1
+        changed = await self._session.scalar(
+            update(Verification)
+            .where(Verification.id == row.id, Verification.status == VerificationStatus.PENDING)
+            .values(**values)
+            .returning(Verification.id)
+        )
+        await self._session.commit()
+        if changed is not None:
+            row.status = status
+        return changed is not None
+
+
+def _app_error(exc: ProviderError, operation: str, phone: Phone) -> AppError:
+    """Turn a provider failure into what the client is told, logging the cause."""
+    masked = mask_phone(phone.e164)
+    code = exc.provider_code
+    if isinstance(exc, ProviderMisconfigured):
+        logger.error(
+            "Twilio is misconfigured (Twilio code %s) during %s for %s: %s",
+            code,
+            operation,
+            masked,
+            exc.reason,
+        )
+        return ServiceUnavailable()
+    if isinstance(exc, ProviderRejectedNumber):
+        return FieldErrors({"phone": [_NUMBER_MESSAGES[exc.problem]]})
+    if isinstance(exc, ProviderBlocked):
+        logger.warning(
+            "Twilio blocked %s for %s as suspected fraud (Twilio code %s)", operation, masked, code
+        )
+        return Forbidden(MSG_BLOCKED)
+    if isinstance(exc, ProviderRateLimited):
+        logger.info("Twilio rate limit (Twilio code %s) on %s for %s", code, operation, masked)
+        return TooManyRequests(exc.retry_after)
+    logger.error(
+        "Twilio failed during %s for %s (Twilio code %s): %s", operation, masked, code, exc.reason
+    )
+    return UpstreamFailed()

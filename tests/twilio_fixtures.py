@@ -1,0 +1,68 @@
+"""Recorded Twilio Verify answers (tests/fixtures/twilio/*.json) and helpers to serve them."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+import httpx
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "twilio"
+
+ACCOUNT_SID = "AC" + "1" * 32
+AUTH_TOKEN = "twilio-auth-token-for-tests"
+SERVICE_SID = "VA" + "a" * 32
+VERIFICATION_SID = "VE" + "b" * 32
+TWILIO_BASE_URL = "https://verify.twilio.com"
+START_PATH = f"/v2/Services/{SERVICE_SID}/Verifications"
+CHECK_PATH = f"/v2/Services/{SERVICE_SID}/VerificationCheck"
+
+
+def load(name: str, **changes: Any) -> dict[str, Any]:
+    """A recorded body, with some fields changed."""
+    body: dict[str, Any] = json.loads((FIXTURES / f"{name}.json").read_text())
+    body.update(changes)
+    return body
+
+
+def started(to: str, sid: str = VERIFICATION_SID, channel: str = "sms") -> httpx.Response:
+    """Twilio's 201 for a started verification."""
+    return httpx.Response(201, json=load("verification_pending", to=to, sid=sid, channel=channel))
+
+
+def checked(status: str, to: str, sid: str = VERIFICATION_SID) -> httpx.Response:
+    """Twilio's 200 for a check: `approved` or `pending` (a wrong code)."""
+    return httpx.Response(
+        200,
+        json=load("verification_check_approved", to=to, sid=sid, status=status, valid=status == "approved"),
+    )
+
+
+def twilio_error(code: int, status: int, message: str = "error") -> httpx.Response:
+    """Twilio's error body."""
+    return httpx.Response(
+        status,
+        json={
+            "code": code,
+            "message": message,
+            "more_info": f"https://www.twilio.com/docs/errors/{code}",
+            "status": status,
+        },
+    )
+
+
+def form(request: httpx.Request) -> dict[str, str]:
+    """The form fields of a request sent to Twilio."""
+    assert request.headers["content-type"] == "application/x-www-form-urlencoded"
+    return {key: values[0] for key, values in parse_qs(request.content.decode()).items()}
+
+
+def basic_auth(request: httpx.Request) -> tuple[str, str]:
+    """The Basic credentials a request carried."""
+    scheme, _, value = request.headers["authorization"].partition(" ")
+    assert scheme == "Basic"
+    user, _, password = base64.b64decode(value).decode().partition(":")
+    return user, password
