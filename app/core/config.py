@@ -100,6 +100,13 @@ class Settings(BaseSettings):
     jwt_audience: str = "phone-auth"
     access_token_expire_seconds: int = Field(default=2592000, ge=60, le=31536000)
 
+    rate_limit_enabled: bool = True
+    rate_limit_storage_url: str = "memory://"
+    rate_limit_send_per_phone: str = "1/minute;5/hour;10/day"
+    rate_limit_send_per_ip: str = "20/hour"
+    rate_limit_verify_per_ip: str = "60/hour"
+    rate_limit_verify_per_phone: str = "15/hour"
+
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     @field_validator("trusted_proxies", mode="before")
