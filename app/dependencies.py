@@ -14,6 +14,7 @@ from app.core.errors import MSG_NOT_AUTHENTICATED, Forbidden, NotAuthenticated
 from app.core.resources import Resources
 from app.models import User
 from app.services.auth import AuthService
+from app.services.client_ip import client_ip
 from app.services.tokens import TokenError
 from app.services.users import get_user
 
@@ -54,7 +55,7 @@ def get_auth_service(
     session: SessionDep, settings: SettingsDep, resources: ResourcesDep
 ) -> AuthService:
     """The login service for this request."""
-    return AuthService(session, settings, resources.provider, resources.tokens)
+    return AuthService(session, settings, resources.providers, resources.limits, resources.tokens)
 
 
 AuthServiceDep = Annotated[AuthService, Depends(get_auth_service)]
@@ -85,9 +86,10 @@ async def get_current_user(
 CurrentUser = Annotated[User, Depends(get_current_user)]
 
 
-def get_client_ip(request: Request) -> str | None:
-    """The client's address as the socket sees it."""
-    return request.client.host if request.client else None
+def get_client_ip(request: Request, resources: ResourcesDep) -> str | None:
+    """The client's address: the socket peer, or what a trusted proxy says it is."""
+    peer = request.client.host if request.client else None
+    return client_ip(peer, request.headers.get("x-forwarded-for"), resources.trusted_proxies)
 
 
 ClientIP = Annotated[str | None, Depends(get_client_ip)]

@@ -38,11 +38,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         resources = create_resources(settings)
         app.state.resources = resources
         logger.info(
-            "Starting: environment=%s provider=%s%s database=%s",
+            "Starting: environment=%s provider=%s%s database=%s rate_limits=%s",
             settings.environment.value,
             settings.verify_provider,
-            "" if resources.provider is not None else " (NOT CONFIGURED: verification answers 503)",
+            ""
+            if resources.providers.primary is not None
+            else " (NOT CONFIGURED: verification answers 503)",
             make_url(settings.database_url).render_as_string(hide_password=True),
+            "redis" if resources.limiter.shared else "in-process",
         )
         try:
             yield

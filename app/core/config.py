@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import secrets
+from datetime import date
 from enum import StrEnum
 from functools import cached_property
 from typing import Annotated, Literal, Self
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from app.services.phone import PhoneError, parse_phone
 
 logger = logging.getLogger(__name__)
 
@@ -101,7 +105,8 @@ class Settings(BaseSettings):
     access_token_expire_seconds: int = Field(default=2592000, ge=60, le=31536000)
 
     rate_limit_enabled: bool = True
-    rate_limit_storage_url: str = "memory://"
+    rate_limit_storage_url: str = Field(default="memory://", pattern=r"^(memory|redis|rediss)://")
+    rate_limit_key_prefix: str = Field(default="phone-auth", min_length=1)
     rate_limit_send_per_phone: str = "1/minute;5/hour;10/day"
     rate_limit_send_per_ip: str = "20/hour"
     rate_limit_verify_per_ip: str = "60/hour"
@@ -109,12 +114,57 @@ class Settings(BaseSettings):
 
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
+    test_phone_numbers: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
+    test_phone_numbers_valid_until: date | None = None
+    verification_retention_days: int = Field(default=30, ge=1, le=3650)
+
     @field_validator("trusted_proxies", mode="before")
     @classmethod
     def _split_csv(cls, value: object) -> object:
         if isinstance(value, str):
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _valid_networks(cls, value: list[str]) -> list[str]:
+        for cidr in value:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"TRUSTED_PROXIES: {cidr!r} is not an address or CIDR") from exc
+        return value
+
+    @field_validator("test_phone_numbers", mode="before")
+    @classmethod
+    def _split_pairs(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        pairs: dict[str, str] = {}
+        for item in filter(None, (part.strip() for part in value.split(","))):
+            phone, sep, code = item.partition("=")
+            if not sep:
+                raise ValueError(f"TEST_PHONE_NUMBERS: {item!r} is not phone=code")
+            pairs[phone.strip()] = code.strip()
+        return pairs
+
+    @model_validator(mode="after")
+    def _check_test_numbers(self) -> Self:
+        normalised: dict[str, str] = {}
+        for raw, code in self.test_phone_numbers.items():
+            try:
+                phone = parse_phone(raw, check_sms=False)
+            except PhoneError as exc:
+                raise ValueError(f"TEST_PHONE_NUMBERS: {raw!r}: {exc}") from exc
+            if phone.region not in self.market_by_region:
+                raise ValueError(f"TEST_PHONE_NUMBERS: {raw!r} is in no configured market")
+            length = self.verification_code_length
+            if len(code) != length or not (code.isascii() and code.isdigit()):
+                raise ValueError(f"TEST_PHONE_NUMBERS: the code of {raw!r} must be {length} digits")
+            normalised[phone.e164] = code
+        # Frozen model: store the normalised map without going through __setattr__.
+        object.__setattr__(self, "test_phone_numbers", normalised)
+        return self
 
     @field_validator("markets")
     @classmethod

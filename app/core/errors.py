@@ -158,8 +158,6 @@ def _message(error: Mapping[str, Any]) -> str:
         return MSG_REQUIRED
     if kind == "string_type":
         return "Not a valid string."
-    if kind in {"phone", "code", "value_error"}:
-        return str(error.get("ctx", {}).get("message") or error.get("msg"))
     return str(error.get("msg", "Invalid value."))
 
 

@@ -10,9 +10,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.core.config import Settings
 from app.core.database import create_engine, create_sessionmaker
+from app.services.client_ip import Network, parse_networks
 from app.services.console_verify import ConsoleVerifyProvider
+from app.services.local_codes import CodeHasher
+from app.services.rate_limits import LoginLimits, RateLimiter
+from app.services.test_numbers import TestNumberProvider, TestNumbers
 from app.services.tokens import TokenService
 from app.services.twilio_verify import TwilioCredentials, TwilioVerifyClient
+from app.services.verifications import Providers
 from app.services.verify_provider import VerifyProvider
 
 logger = logging.getLogger(__name__)
@@ -20,17 +25,21 @@ logger = logging.getLogger(__name__)
 
 @dataclass(slots=True)
 class Resources:
-    """The engine, the session factory, the Twilio client and the token signer."""
+    """Engine, sessions, the Twilio client, providers, limits and the token signer."""
 
     engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
     http_client: httpx.AsyncClient
-    provider: VerifyProvider | None
+    providers: Providers
+    limiter: RateLimiter
+    limits: LoginLimits
     tokens: TokenService
+    trusted_proxies: tuple[Network, ...]
 
     async def aclose(self) -> None:
-        """Close the HTTP client and the database pool."""
+        """Close the HTTP client, the rate-limit storage and the database pool."""
         await self.http_client.aclose()
+        await self.limiter.aclose()
         await self.engine.dispose()
 
 
@@ -49,10 +58,12 @@ def create_http_client(settings: Settings) -> httpx.AsyncClient:
     )
 
 
-def create_provider(settings: Settings, client: httpx.AsyncClient) -> VerifyProvider | None:
+def create_provider(
+    settings: Settings, client: httpx.AsyncClient, hasher: CodeHasher
+) -> VerifyProvider | None:
     """The configured provider, or None when Twilio is chosen but not configured."""
     if settings.verify_provider == "console":
-        return ConsoleVerifyProvider(settings.signing_secret, settings.verification_code_length)
+        return ConsoleVerifyProvider(hasher, settings.verification_code_length)
     sid, token, service = (
         settings.twilio_account_sid,
         settings.twilio_auth_token,
@@ -74,10 +85,20 @@ def create_resources(settings: Settings) -> Resources:
     """Build everything a process shares."""
     engine = create_engine(settings)
     http_client = create_http_client(settings)
+    hasher = CodeHasher(settings.signing_secret)
+    test_numbers = TestNumbers(settings.test_phone_numbers, settings.test_phone_numbers_valid_until)
+    limiter = RateLimiter(settings.rate_limit_storage_url, settings.rate_limit_key_prefix)
     return Resources(
         engine=engine,
         sessionmaker=create_sessionmaker(engine),
         http_client=http_client,
-        provider=create_provider(settings, http_client),
+        providers=Providers(
+            primary=create_provider(settings, http_client, hasher),
+            test=TestNumberProvider(test_numbers, hasher),
+            test_numbers=test_numbers,
+        ),
+        limiter=limiter,
+        limits=LoginLimits(settings, limiter),
         tokens=TokenService(settings),
+        trusted_proxies=parse_networks(settings.trusted_proxies),
     )

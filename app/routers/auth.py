@@ -100,13 +100,14 @@ async def send_verification(
     payload: SendVerificationRequest, auth: AuthServiceDep, client_ip: ClientIP
 ) -> SendVerificationResponse:
     """Send a login code to a phone number."""
-    sent = await auth.send_code(payload.phone, client_ip=client_ip)
+    sent = await auth.send_code(payload.phone, payload.channel, client_ip)
     return SendVerificationResponse(
         message=f"Verification code sent to {sent.phone.e164}",
         phone=sent.phone.e164,
         market=sent.market.name,
         language=sent.market.settings.language,
         expires_in_minutes=sent.market.settings.code_ttl_minutes,
+        channel=sent.channel,
     )
 
 
@@ -119,9 +120,11 @@ async def send_verification(
     response_model=VerifyCodeResponse,
     responses=VERIFY_ERRORS,
 )
-async def verify_code(payload: VerifyCodeRequest, auth: AuthServiceDep) -> VerifyCodeResponse:
+async def verify_code(
+    payload: VerifyCodeRequest, auth: AuthServiceDep, client_ip: ClientIP
+) -> VerifyCodeResponse:
     """Exchange a correct code for an access token."""
-    result = await auth.login(payload.phone, payload.verification_code)
+    result = await auth.login(payload.phone, payload.verification_code, client_ip)
     return VerifyCodeResponse(
         access_token=result.token.token,
         expires_in=result.token.expires_in,

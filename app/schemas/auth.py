@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
-from app.schemas.common import PhoneInput, TextInput
+from app.core.config import Channel
+from app.schemas.common import ChannelInput, PhoneInput, TextInput
 from app.schemas.users import UserOut
 
 
@@ -14,6 +15,11 @@ class SendVerificationRequest(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{"phone": "+996555123456"}]})
 
     phone: PhoneInput
+    channel: ChannelInput = Field(
+        default=Channel.SMS,
+        description="How to deliver the code; each market allows its own channels "
+        "(by default KG: sms, whatsapp; US: sms, call).",
+    )
 
 
 class SendVerificationResponse(BaseModel):
@@ -25,6 +31,7 @@ class SendVerificationResponse(BaseModel):
     market: str = Field(examples=["KG"])
     language: str = Field(examples=["ru"])
     expires_in_minutes: int = Field(examples=[10])
+    channel: str = Field(examples=["sms"])
 
 
 class VerifyCodeRequest(BaseModel):

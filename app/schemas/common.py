@@ -14,6 +14,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from app.core.config import Channel
 from app.services.phone import Phone, PhoneError, parse_phone
 
 
@@ -53,6 +54,17 @@ PhoneInput = Annotated[
 ]
 
 TextInput = Annotated[str, BeforeValidator(_text)]
+
+
+def _channel(value: Any) -> Channel:
+    text = _text(value).lower()
+    try:
+        return Channel(text)
+    except ValueError as exc:
+        raise PydanticCustomError("choice", f'"{text[:32]}" is not a valid choice.') from exc
+
+
+ChannelInput = Annotated[Channel, BeforeValidator(_channel)]
 
 
 class DetailBody(BaseModel):

@@ -7,20 +7,21 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.config import Settings
-from app.core.errors import Forbidden
+from app.core.config import Channel, Settings
+from app.core.errors import AppError, FieldErrors, Forbidden, ServiceUnavailable, TooManyRequests
 from app.models import User
 from app.services.phone import Phone, mask_phone
+from app.services.rate_limits import Limit, LoginLimits, Refusal
 from app.services.tokens import AccessToken, TokenService
 from app.services.users import get_or_create_for_login
 from app.services.verifications import (
     Market,
+    Providers,
     StartedVerification,
     VerificationService,
     require_code_format,
     resolve_market,
 )
-from app.services.verify_provider import VerifyProvider
 
 logger = logging.getLogger(__name__)
 
@@ -42,26 +43,45 @@ class AuthService:
         self,
         session: AsyncSession,
         settings: Settings,
-        provider: VerifyProvider | None,
+        providers: Providers,
+        limits: LoginLimits,
         tokens: TokenService,
     ) -> None:
         self._session = session
         self._settings = settings
+        self._limits = limits
         self._tokens = tokens
-        self._verifications = VerificationService(session, provider, settings)
+        self._verifications = VerificationService(session, settings, providers)
+        self._test_provider = providers.test
 
     async def send_code(
-        self, phone: Phone, channel: str = "sms", client_ip: str | None = None
+        self, phone: Phone, channel: Channel = Channel.SMS, client_ip: str | None = None
     ) -> StartedVerification:
-        """Send a login code to `phone`."""
+        """Send a login code to `phone` over `channel`, within the limits."""
         market = resolve_market(self._settings, phone)
-        return await self._verifications.start(phone, market, channel, client_ip)
+        if channel not in market.settings.channels:
+            raise FieldErrors(
+                {"channel": [f'"{channel.value}" is not available for {market.name} numbers.']}
+            )
+        provider = self._verifications.provider_for(phone)
+        refusal = await self._limits.allow_send(
+            phone.e164, market.name, client_ip, test_number=provider is self._test_provider
+        )
+        if refusal is not None:
+            raise _refused(refusal, phone, market)
+        return await self._verifications.start(provider, phone, market, channel.value, client_ip)
 
-    async def login(self, phone: Phone, code: str) -> LoginResult:
+    async def login(self, phone: Phone, code: str, client_ip: str | None = None) -> LoginResult:
         """Check `code` and return the user with a fresh access token."""
         market = resolve_market(self._settings, phone)
         require_code_format(code, self._settings.verification_code_length)
-        await self._verifications.check(phone, market, code)
+        provider = self._verifications.provider_for(phone)
+        refusal = await self._limits.allow_verify(
+            phone.e164, client_ip, test_number=provider is self._test_provider
+        )
+        if refusal is not None:
+            raise _refused(refusal, phone, market)
+        await self._verifications.check(provider, phone, market, code)
         found = await get_or_create_for_login(self._session, phone, market.name)
         if not found.user.is_active:
             logger.warning("Login refused for disabled user %s", mask_phone(phone.e164))
@@ -75,3 +95,22 @@ class AuthService:
             mask_phone(phone.e164),
         )
         return LoginResult(user=found.user, token=token, market=market, is_new_user=found.created)
+
+
+def _refused(refusal: Refusal, phone: Phone, market: Market) -> AppError:
+    if refusal.limit is Limit.SMS_BUDGET:
+        logger.error(
+            "SMS budget of market %s used up (%s): refusing sends for %ss; "
+            "an attack or a bug, not a busy user",
+            market.name,
+            refusal.limit.value,
+            refusal.retry_after,
+        )
+        return ServiceUnavailable(headers={"Retry-After": str(refusal.retry_after)})
+    logger.info(
+        "Rate limit %s refused %s for %ss",
+        refusal.limit.value,
+        mask_phone(phone.e164),
+        refusal.retry_after,
+    )
+    return TooManyRequests(refusal.retry_after)

@@ -34,6 +34,7 @@ from app.services.phone import (
     Phone,
     mask_phone,
 )
+from app.services.test_numbers import TestNumberProvider, TestNumbers
 from app.services.verify_provider import (
     CheckOutcome,
     CheckRequest,
@@ -57,6 +58,15 @@ _NUMBER_MESSAGES = {
     NumberProblem.CANNOT_RECEIVE_SMS: MSG_NO_SMS,
     NumberProblem.COUNTRY_NOT_ALLOWED: MSG_UNSUPPORTED_COUNTRY,
 }
+
+
+@dataclass(frozen=True, slots=True)
+class Providers:
+    """The configured provider (None when Twilio lacks credentials) and the test numbers."""
+
+    primary: VerifyProvider | None
+    test: TestNumberProvider
+    test_numbers: TestNumbers
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,23 +105,33 @@ class VerificationService:
     """Sends codes through the provider and checks them against the newest row."""
 
     def __init__(
-        self, session: AsyncSession, provider: VerifyProvider | None, settings: Settings
+        self,
+        session: AsyncSession,
+        settings: Settings,
+        providers: Providers,
     ) -> None:
         self._session = session
-        self._provider = provider
         self._settings = settings
+        self._providers = providers
 
-    def _require_provider(self) -> VerifyProvider:
-        if self._provider is None:
+    def provider_for(self, phone: Phone) -> VerifyProvider:
+        """The test-number provider for an active test number, else the configured one."""
+        if self._providers.test_numbers.code_for(phone.e164) is not None:
+            return self._providers.test
+        if self._providers.primary is None:
             logger.error("Verification requested but the Twilio credentials are not configured")
             raise ServiceUnavailable()
-        return self._provider
+        return self._providers.primary
 
     async def start(
-        self, phone: Phone, market: Market, channel: str, client_ip: str | None
+        self,
+        provider: VerifyProvider,
+        phone: Phone,
+        market: Market,
+        channel: str,
+        client_ip: str | None,
     ) -> StartedVerification:
-        """Ask the provider to send a code and record the verification."""
-        provider = self._require_provider()
+        """Ask `provider` to send a code and record the verification."""
         request = StartRequest(
             phone=phone.e164,
             channel=channel,
@@ -164,10 +184,16 @@ class VerificationService:
         )
         return StartedVerification(phone=phone, market=market, channel=channel)
 
-    async def check(self, phone: Phone, market: Market, code: str) -> Verification:
+    async def check(
+        self, provider: VerifyProvider, phone: Phone, market: Market, code: str
+    ) -> Verification:
         """Check `code` for `phone`; return the approved row or raise the contract's error."""
-        provider = self._require_provider()
         row = await self._reserve_attempt(phone)
+        if row.provider != provider.name:
+            # Started by another provider (a test number since expired, a changed
+            # VERIFY_PROVIDER): this one cannot know the code.
+            await self._finish(row, VerificationStatus.EXPIRED)
+            raise InvalidCode()
         try:
             outcome = await provider.check(
                 CheckRequest(sid=row.provider_sid, code=code, code_hash=row.code_hash)

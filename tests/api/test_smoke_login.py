@@ -22,6 +22,7 @@ async def test_send_then_verify_then_me(client: httpx.AsyncClient, twilio: respx
         "market": "KG",
         "language": "ru",
         "expires_in_minutes": 10,
+        "channel": "sms",
     }
     assert form(start.calls.last.request) == {"To": "+996555123456", "Channel": "sms", "Locale": "ru", "DeviceIp": "127.0.0.1"}
     assert basic_auth(start.calls.last.request) == (ACCOUNT_SID, AUTH_TOKEN)

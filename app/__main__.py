@@ -1,0 +1,49 @@
+"""Command line: `python -m app purge-verifications`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+from app.core.config import Settings
+from app.core.database import create_engine, create_sessionmaker
+from app.core.logging import configure_logging
+from app.services.retention import purge_verifications
+
+logger = logging.getLogger("app.cli")
+
+
+async def _purge(settings: Settings) -> int:
+    engine = create_engine(settings)
+    try:
+        async with create_sessionmaker(engine)() as session, session.begin():
+            return await purge_verifications(session, settings.verification_retention_days)
+    finally:
+        await engine.dispose()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run a maintenance command."""
+    parser = argparse.ArgumentParser(prog="python -m app", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser(
+        "purge-verifications",
+        help="delete verification rows older than VERIFICATION_RETENTION_DAYS (for a CronJob)",
+    )
+    args = parser.parse_args(argv)
+    settings = Settings()
+    configure_logging(settings)
+    if args.command == "purge-verifications":
+        deleted = asyncio.run(_purge(settings))
+        logger.info(
+            "Purged %d verification rows older than %d days",
+            deleted,
+            settings.verification_retention_days,
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
