@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -15,7 +16,8 @@ from app.core.resources import Resources
 from app.models import User
 from app.services.auth import AuthService
 from app.services.client_ip import client_ip
-from app.services.tokens import TokenError
+from app.services.sessions import SessionService
+from app.services.tokens import TokenClaims, TokenError
 from app.services.users import get_user
 
 
@@ -58,17 +60,34 @@ def get_auth_service(
     return AuthService(session, settings, resources.providers, resources.limits, resources.tokens)
 
 
+def get_session_service(
+    session: SessionDep, settings: SettingsDep, resources: ResourcesDep
+) -> SessionService:
+    """The session (refresh/logout) service for this request."""
+    return SessionService(session, settings, resources.tokens)
+
+
 AuthServiceDep = Annotated[AuthService, Depends(get_auth_service)]
+SessionServiceDep = Annotated[SessionService, Depends(get_session_service)]
 
 _bearer = HTTPBearer(auto_error=False, description="The `access_token` from verify-code")
 
 
-async def get_current_user(
+@dataclass(frozen=True, slots=True)
+class Authenticated:
+    """The user behind a valid access token, and the token's claims."""
+
+    user: User
+    claims: TokenClaims
+
+
+async def get_authenticated(
     session: SessionDep,
+    sessions: SessionServiceDep,
     resources: ResourcesDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> User:
-    """The active user whose bearer token came with the request."""
+) -> Authenticated:
+    """Check the bearer token, its session and its user."""
     if credentials is None:
         raise NotAuthenticated(MSG_NOT_AUTHENTICATED)
     try:
@@ -76,11 +95,19 @@ async def get_current_user(
     except TokenError as exc:
         raise NotAuthenticated() from exc
     user = await get_user(session, claims.user_id)
-    if user is None:
+    if user is None or not await sessions.is_active(claims.session_id, user.id):
         raise NotAuthenticated()
     if not user.is_active:
         raise Forbidden()
-    return user
+    return Authenticated(user=user, claims=claims)
+
+
+AuthenticatedDep = Annotated[Authenticated, Depends(get_authenticated)]
+
+
+async def get_current_user(auth: AuthenticatedDep) -> User:
+    """The active user whose bearer token came with the request."""
+    return auth.user
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]

@@ -14,7 +14,7 @@ from app.core.config import Settings
 from app.core.errors import install_error_handlers
 from app.core.logging import configure_logging
 from app.core.resources import create_resources
-from app.routers import auth, users
+from app.routers import auth, users, well_known
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(auth.router)
     app.include_router(users.router)
+    app.include_router(well_known.router)
     _document_400_not_422(app)
     return app
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import logging
 import secrets
 from datetime import date
 from enum import StrEnum
 from functools import cached_property
+from pathlib import Path
 from typing import Annotated, Literal, Self
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
@@ -74,7 +76,11 @@ class Settings(BaseSettings):
     """Every setting of the service; `.env.example` documents each one."""
 
     model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True
+        env_file=".env",
+        env_file_encoding="utf-8",
+        env_ignore_empty=True,
+        extra="ignore",
+        frozen=True,
     )
 
     environment: Environment = Environment.DEVELOPMENT
@@ -99,10 +105,15 @@ class Settings(BaseSettings):
     verification_max_attempts: int = Field(default=5, ge=1, le=20)
 
     jwt_secret_key: SecretStr | None = None
-    jwt_algorithm: Literal["HS256"] = "HS256"
+    jwt_algorithm: Literal["HS256", "RS256", "ES256"] = "HS256"
+    jwt_private_key: SecretStr | None = None
+    jwt_private_key_file: Path | None = None
+    jwt_previous_public_keys: str | None = None
     jwt_issuer: str = "phone-auth"
     jwt_audience: str = "phone-auth"
-    access_token_expire_seconds: int = Field(default=2592000, ge=60, le=31536000)
+    access_token_expire_seconds: int = Field(default=900, ge=60, le=31536000)
+    refresh_token_expire_seconds: int = Field(default=2592000, ge=300, le=31536000)
+    refresh_token_reuse_interval_seconds: int = Field(default=10, ge=0, le=300)
 
     rate_limit_enabled: bool = True
     rate_limit_storage_url: str = Field(default="memory://", pattern=r"^(memory|redis|rediss)://")
@@ -186,6 +197,13 @@ class Settings(BaseSettings):
                 "VERIFY_PROVIDER=console prints codes to the log and is refused when "
                 "ENVIRONMENT=production; configure Twilio instead"
             )
+        if self.jwt_algorithm != "HS256":
+            if not self.private_key_pem():
+                raise ValueError(
+                    f"JWT_ALGORITHM={self.jwt_algorithm} needs JWT_PRIVATE_KEY or "
+                    "JWT_PRIVATE_KEY_FILE when ENVIRONMENT=production"
+                )
+            return self
         secret = self.jwt_secret_key.get_secret_value() if self.jwt_secret_key else ""
         if len(secret.encode()) < MIN_SECRET_BYTES or secret.lower() in PLACEHOLDER_SECRETS:
             raise ValueError(
@@ -195,11 +213,29 @@ class Settings(BaseSettings):
             )
         return self
 
+    def private_key_pem(self) -> str | None:
+        """The PEM private key from JWT_PRIVATE_KEY or JWT_PRIVATE_KEY_FILE."""
+        if self.jwt_private_key is not None and self.jwt_private_key.get_secret_value():
+            return self.jwt_private_key.get_secret_value().replace("\\n", "\n")
+        if self.jwt_private_key_file is not None:
+            try:
+                return self.jwt_private_key_file.read_text()
+            except OSError as exc:
+                raise ValueError(f"JWT_PRIVATE_KEY_FILE cannot be read: {exc}") from exc
+        return None
+
     @cached_property
     def signing_secret(self) -> str:
-        """The JWT secret, or a random one outside production when none is set."""
+        """The server secret: keys HMACs of codes and refresh tokens, and signs HS256 JWTs.
+
+        JWT_SECRET_KEY when set; with an asymmetric algorithm and no secret, one
+        derived from the private key; otherwise (never in production) a random one.
+        """
         if self.jwt_secret_key is not None and self.jwt_secret_key.get_secret_value():
             return self.jwt_secret_key.get_secret_value()
+        pem = self.private_key_pem() if self.jwt_algorithm != "HS256" else None
+        if pem:
+            return hashlib.sha256(b"phone-auth secret\x00" + pem.encode()).hexdigest()
         logger.warning(
             "JWT_SECRET_KEY is not set: using a random key, so tokens stop working on restart"
         )

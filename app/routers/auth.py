@@ -4,11 +4,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 
-from app.core.errors import MSG_BLOCKED, MSG_INVALID_CODE, MSG_SERVICE_UNAVAILABLE
-from app.dependencies import AuthServiceDep, ClientIP
+from app.core.errors import (
+    MSG_BLOCKED,
+    MSG_INVALID_CODE,
+    MSG_INVALID_TOKEN,
+    MSG_REQUIRED,
+    MSG_SERVICE_UNAVAILABLE,
+    MSG_USER_INACTIVE,
+)
+from app.dependencies import AuthenticatedDep, AuthServiceDep, ClientIP, SessionServiceDep
 from app.schemas.auth import (
+    LogoutRequest,
+    RefreshRequest,
+    RefreshResponse,
     SendVerificationRequest,
     SendVerificationResponse,
     VerifyCodeRequest,
@@ -16,6 +26,7 @@ from app.schemas.auth import (
 )
 from app.schemas.common import DetailBody, FieldErrorsBody, RateLimitedBody, SendErrorBody
 from app.schemas.users import UserOut
+from app.services.sessions import MSG_INVALID_REFRESH
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 
@@ -125,10 +136,68 @@ async def verify_code(
 ) -> VerifyCodeResponse:
     """Exchange a correct code for an access token."""
     result = await auth.login(payload.phone, payload.verification_code, client_ip)
+    pair = result.tokens
     return VerifyCodeResponse(
-        access_token=result.token.token,
-        expires_in=result.token.expires_in,
-        user=UserOut.model_validate(result.user),
+        access_token=pair.access.token,
+        expires_in=pair.access.expires_in,
+        refresh_token=pair.refresh_token,
+        refresh_expires_in=pair.refresh_expires_in,
+        user=UserOut.model_validate(pair.user),
         market=result.market.name,
         is_new_user=result.is_new_user,
     )
+
+
+@router.post(
+    "/refresh",
+    name="refresh_tokens",
+    summary="Renew the tokens",
+    description="Exchanges a refresh token for a new access token and a new refresh token. "
+    "The presented refresh token stops working. Presenting it again after "
+    "`REFRESH_TOKEN_REUSE_INTERVAL_SECONDS` is taken as theft: the whole session is "
+    "revoked. Within that interval (a retried request) the same new pair is returned.",
+    response_model=RefreshResponse,
+    responses={
+        400: _error(FieldErrorsBody, "Missing refresh token", {"refresh_token": [MSG_REQUIRED]}),
+        401: _error(
+            DetailBody, "Unknown, expired, revoked or reused token", {"detail": MSG_INVALID_REFRESH}
+        ),
+        403: _error(DetailBody, "The user is disabled", {"detail": MSG_USER_INACTIVE}),
+    },
+)
+async def refresh_tokens(
+    payload: RefreshRequest, sessions: SessionServiceDep, client_ip: ClientIP
+) -> RefreshResponse:
+    """Rotate a refresh token."""
+    pair = await sessions.refresh(payload.refresh_token, client_ip)
+    return RefreshResponse(
+        access_token=pair.access.token,
+        expires_in=pair.access.expires_in,
+        refresh_token=pair.refresh_token,
+        refresh_expires_in=pair.refresh_expires_in,
+        user=UserOut.model_validate(pair.user),
+    )
+
+
+@router.post(
+    "/logout",
+    name="logout",
+    status_code=204,
+    summary="Log out",
+    description="Revokes this session (its refresh tokens and access tokens), or with "
+    '`{"scope": "global"}` every session of the user. The body is optional.',
+    responses={
+        401: _error(DetailBody, "Missing or invalid access token", {"detail": MSG_INVALID_TOKEN}),
+        403: _error(DetailBody, "The user is disabled", {"detail": MSG_USER_INACTIVE}),
+    },
+)
+async def logout(
+    auth: AuthenticatedDep,
+    sessions: SessionServiceDep,
+    client_ip: ClientIP,
+    payload: LogoutRequest | None = None,
+) -> Response:
+    """End this session or all of them."""
+    everywhere = payload is not None and payload.scope == "global"
+    await sessions.logout(auth.user, auth.claims.session_id, client_ip, everywhere=everywhere)
+    return Response(status_code=204)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from app.core.config import Channel
@@ -48,12 +50,41 @@ class VerifyCodeRequest(BaseModel):
     )
 
 
-class VerifyCodeResponse(BaseModel):
-    """A logged-in user and their access token."""
+class TokenPairOut(BaseModel):
+    """An access token and the refresh token that renews it."""
 
-    access_token: str
+    access_token: str = Field(description="JWT for `Authorization: Bearer`")
     token_type: str = "bearer"  # noqa: S105
-    expires_in: int = Field(description="Seconds until the access token expires")
+    expires_in: int = Field(description="Seconds until the access token expires", examples=[900])
+    refresh_token: str = Field(description="Opaque; exchange it at /api/v1/auth/refresh")
+    refresh_expires_in: int = Field(
+        description="Seconds until the refresh token expires", examples=[2592000]
+    )
+
+
+class VerifyCodeResponse(TokenPairOut):
+    """A logged-in user and their tokens."""
+
     user: UserOut
-    market: str
+    market: str = Field(examples=["KG"])
     is_new_user: bool = Field(description="True only for the login that created the user")
+
+
+class RefreshRequest(BaseModel):
+    """A refresh token to exchange."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"refresh_token": "…"}]})
+
+    refresh_token: TextInput = Field(max_length=256)
+
+
+class RefreshResponse(TokenPairOut):
+    """A new pair; the refresh token presented no longer works."""
+
+    user: UserOut
+
+
+class LogoutRequest(BaseModel):
+    """Which sessions to end: this one (`local`, the default) or all of the user's."""
+
+    scope: Literal["local", "global"] = "local"

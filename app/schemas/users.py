@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from typing import Annotated
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
 
 
 class UserOut(BaseModel):
@@ -21,3 +31,28 @@ class UserOut(BaseModel):
     @classmethod
     def _id_as_text(cls, value: object) -> object:
         return str(value) if isinstance(value, int) else value
+
+
+def _clean(value: object) -> object:
+    if isinstance(value, str):
+        value = value.strip()
+        if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+            raise PydanticCustomError("control", "Enter a valid value.")
+    return value
+
+
+class UserUpdate(BaseModel):
+    """Fields a user may change; `phone`, `is_active` and `is_verified` are not among them."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"full_name": "Aida Bekova", "name": "aida"}]}
+    )
+
+    name: Annotated[str, BeforeValidator(_clean)] | None = Field(
+        default=None, min_length=1, max_length=150
+    )
+    full_name: Annotated[str, BeforeValidator(_clean)] | None = Field(default=None, max_length=255)
+    # Sent back unchanged by frontends that PATCH the whole user; a change is refused.
+    phone: str | None = Field(default=None, description="Read-only")
+    is_active: bool | None = Field(default=None, description="Read-only")
+    is_verified: bool | None = Field(default=None, description="Read-only")

@@ -9,10 +9,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.config import Channel, Settings
 from app.core.errors import AppError, FieldErrors, Forbidden, ServiceUnavailable, TooManyRequests
-from app.models import User
 from app.services.phone import Phone, mask_phone
 from app.services.rate_limits import Limit, LoginLimits, Refusal
-from app.services.tokens import AccessToken, TokenService
+from app.services.sessions import SessionService, TokenPair
+from app.services.tokens import TokenService
 from app.services.users import get_or_create_for_login
 from app.services.verifications import (
     Market,
@@ -30,8 +30,7 @@ logger = logging.getLogger(__name__)
 class LoginResult:
     """A successful login."""
 
-    user: User
-    token: AccessToken
+    tokens: TokenPair
     market: Market
     is_new_user: bool
 
@@ -50,8 +49,8 @@ class AuthService:
         self._session = session
         self._settings = settings
         self._limits = limits
-        self._tokens = tokens
         self._verifications = VerificationService(session, settings, providers)
+        self._sessions = SessionService(session, settings, tokens)
         self._test_provider = providers.test
 
     async def send_code(
@@ -86,7 +85,7 @@ class AuthService:
         if not found.user.is_active:
             logger.warning("Login refused for disabled user %s", mask_phone(phone.e164))
             raise Forbidden()
-        token = self._tokens.issue(user_id=found.user.id, phone=phone.e164, market=market.name)
+        pair = await self._sessions.start(found.user, client_ip)
         logger.info(
             "Login: user=%s market=%s new=%s phone=%s",
             found.user.id,
@@ -94,7 +93,7 @@ class AuthService:
             found.created,
             mask_phone(phone.e164),
         )
-        return LoginResult(user=found.user, token=token, market=market, is_new_user=found.created)
+        return LoginResult(tokens=pair, market=market, is_new_user=found.created)
 
 
 def _refused(refusal: Refusal, phone: Phone, market: Market) -> AppError:

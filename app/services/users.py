@@ -8,6 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.errors import FieldErrors
 from app.models import User
 from app.models.base import utcnow
 from app.services.phone import Phone
@@ -59,3 +60,28 @@ async def get_or_create_for_login(session: AsyncSession, phone: Phone, market: s
 async def get_user(session: AsyncSession, user_id: int) -> User | None:
     """The user with `user_id`, if any."""
     return await session.get(User, user_id)
+
+
+READ_ONLY_FIELDS = ("phone", "is_active", "is_verified")
+MSG_READ_ONLY = "This field cannot be changed."
+
+
+async def update_profile(
+    session: AsyncSession,
+    user: User,
+    changes: dict[str, object],
+) -> User:
+    """Apply `name` / `full_name` changes; refuse any change of a read-only field."""
+    refused = {
+        field: [MSG_READ_ONLY]
+        for field in READ_ONLY_FIELDS
+        if changes.get(field) is not None and changes[field] != getattr(user, field)
+    }
+    if refused:
+        raise FieldErrors(refused)
+    for field in ("name", "full_name"):
+        value = changes.get(field)
+        if isinstance(value, str):
+            setattr(user, field, value)
+    await session.flush()
+    return user

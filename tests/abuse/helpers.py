@@ -1,0 +1,83 @@
+"""Shared helpers of the abuse-protection tests: endpoints, Twilio routes, client addresses."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+import httpx
+import respx
+
+from tests.twilio_fixtures import CHECK_PATH, START_PATH, checked, form, started
+
+SEND = "/api/v1/auth/send-verification"
+VERIFY = "/api/v1/auth/verify-code"
+
+# Trust the test client's socket peer, so `X-Forwarded-For` can play other clients.
+AS_PROXY: dict[str, Any] = {"trusted_proxies": ["127.0.0.1"]}
+
+
+def from_ip(address: str) -> dict[str, str]:
+    """Headers of a request forwarded by the trusted proxy for `address`."""
+    return {"X-Forwarded-For": address}
+
+
+def new_sid() -> str:
+    """A fresh Twilio verification sid."""
+    return "VE" + uuid.uuid4().hex
+
+
+def mock_start(twilio: respx.MockRouter) -> respx.Route:
+    """Twilio's start endpoint, answering 201 for any number with a fresh sid."""
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        fields = form(request)
+        return started(fields["To"], sid=new_sid(), channel=fields.get("Channel", "sms"))
+
+    return twilio.post(START_PATH).mock(side_effect=answer)
+
+
+def mock_check(twilio: respx.MockRouter, status: str = "pending") -> respx.Route:
+    """Twilio's check endpoint: `pending` (a wrong code) or `approved`."""
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        fields = form(request)
+        return checked(status, "+10000000000", sid=fields["VerificationSid"])
+
+    return twilio.post(CHECK_PATH).mock(side_effect=answer)
+
+
+def too_many(retry_after: int, *, send: bool = True) -> dict[str, Any]:
+    """The 429 body of a client limit: send carries `success`, verify does not."""
+    body: dict[str, Any] = {
+        "detail": f"Too many requests. Try again in {retry_after} seconds.",
+        "retry_after": retry_after,
+    }
+    return {"success": False, **body} if send else body
+
+
+def retry_after(response: httpx.Response, window: int) -> int:
+    """`Retry-After` of a 429/503, checked to be sane for a `window`-second limit."""
+    value = int(response.headers["Retry-After"])
+    assert 1 <= value <= window, (value, window)
+    return value
+
+
+class Records(logging.Handler):
+    """Keeps the log records it sees."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def at(self, level: int, logger_prefix: str = "app") -> list[str]:
+        """Messages at exactly `level` from loggers under `logger_prefix`."""
+        return [
+            r.getMessage()
+            for r in self.records
+            if r.levelno == level and r.name.startswith(logger_prefix)
+        ]
