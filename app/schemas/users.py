@@ -41,6 +41,12 @@ def _clean(value: object) -> object:
     return value
 
 
+ProfileName = Annotated[
+    str, BeforeValidator(_clean), StringConstraints(min_length=1, max_length=150)
+]
+ProfileFullName = Annotated[str, BeforeValidator(_clean), StringConstraints(max_length=255)]
+
+
 class UserUpdate(BaseModel):
     """Fields a user may change; `phone`, `is_active` and `is_verified` are not among them."""
 
@@ -48,10 +54,8 @@ class UserUpdate(BaseModel):
         json_schema_extra={"examples": [{"full_name": "Aida Bekova", "name": "aida"}]}
     )
 
-    name: Annotated[str, BeforeValidator(_clean)] | None = Field(
-        default=None, min_length=1, max_length=150
-    )
-    full_name: Annotated[str, BeforeValidator(_clean)] | None = Field(default=None, max_length=255)
+    name: ProfileName | None = None
+    full_name: ProfileFullName | None = None
     # Sent back unchanged by frontends that PATCH the whole user; a change is refused.
     phone: str | None = Field(default=None, description="Read-only")
     is_active: bool | None = Field(default=None, description="Read-only")
