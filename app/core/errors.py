@@ -159,9 +159,9 @@ def _message(error: Mapping[str, Any]) -> str:
     if kind == "string_type":
         return "Not a valid string."
     ctx = error.get("ctx") or {}
-    if kind == "string_too_short" and ctx.get("min_length") == 1:
+    if kind in {"string_too_short", "too_short"} and ctx.get("min_length") == 1:
         return "This field may not be blank."
-    if kind == "string_too_long":
+    if kind in {"string_too_long", "too_long"}:
         return f"Ensure this field has no more than {ctx.get('max_length')} characters."
     if kind == "bool_type":
         return "Must be a valid boolean."
