@@ -57,7 +57,14 @@ def get_auth_service(
     session: SessionDep, settings: SettingsDep, resources: ResourcesDep
 ) -> AuthService:
     """The login service for this request."""
-    return AuthService(session, settings, resources.providers, resources.limits, resources.tokens)
+    return AuthService(
+        session,
+        settings,
+        resources.providers,
+        resources.limits,
+        resources.tokens,
+        resources.metrics,
+    )
 
 
 def get_session_service(

@@ -13,8 +13,11 @@ from sqlalchemy.engine import make_url
 from app.core.config import Settings
 from app.core.errors import install_error_handlers
 from app.core.logging import configure_logging
+from app.core.metrics import Metrics
+from app.core.request_context import RequestContextMiddleware
 from app.core.resources import create_resources
-from app.routers import auth, users, well_known
+from app.routers import auth, health, users, well_known
+from app.routers.docs import install_docs
 
 logger = logging.getLogger(__name__)
 
@@ -33,9 +36,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     configure_logging(settings)
 
+    metrics = Metrics()
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        resources = create_resources(settings)
+        resources = create_resources(settings, metrics)
         app.state.resources = resources
         logger.info(
             "Starting: environment=%s provider=%s%s database=%s rate_limits=%s",
@@ -58,12 +63,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     install_error_handlers(app)
     app.include_router(auth.router)
     app.include_router(users.router)
     app.include_router(well_known.router)
+    app.include_router(health.router)
+    install_docs(app)
+    app.add_middleware(
+        RequestContextMiddleware,
+        metrics=metrics,
+        quiet_paths=frozenset({"/healthz", "/readyz", "/metrics"}),
+    )
     _document_400_not_422(app)
     return app
 

@@ -85,6 +85,7 @@ class Settings(BaseSettings):
 
     environment: Environment = Environment.DEVELOPMENT
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    log_format: Literal["json", "console"] | None = None
 
     database_url: str = "sqlite+aiosqlite:///./phone_auth.db"
     database_pool_size: int = Field(default=10, ge=1, le=200)

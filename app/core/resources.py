@@ -10,10 +10,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.core.config import Settings
 from app.core.database import create_engine, create_sessionmaker
+from app.core.metrics import Metrics
 from app.services.client_ip import Network, parse_networks
 from app.services.console_verify import ConsoleVerifyProvider
 from app.services.local_codes import CodeHasher
 from app.services.rate_limits import LoginLimits, RateLimiter
+from app.services.readiness import ReadinessChecker
 from app.services.test_numbers import TestNumberProvider, TestNumbers
 from app.services.tokens import TokenService
 from app.services.twilio_verify import TwilioCredentials, TwilioVerifyClient
@@ -35,6 +37,8 @@ class Resources:
     limits: LoginLimits
     tokens: TokenService
     trusted_proxies: tuple[Network, ...]
+    metrics: Metrics
+    readiness: ReadinessChecker
 
     async def aclose(self) -> None:
         """Close the HTTP client, the rate-limit storage and the database pool."""
@@ -59,7 +63,7 @@ def create_http_client(settings: Settings) -> httpx.AsyncClient:
 
 
 def create_provider(
-    settings: Settings, client: httpx.AsyncClient, hasher: CodeHasher
+    settings: Settings, client: httpx.AsyncClient, hasher: CodeHasher, metrics: Metrics
 ) -> VerifyProvider | None:
     """The configured provider, or None when Twilio is chosen but not configured."""
     if settings.verify_provider == "console":
@@ -78,22 +82,24 @@ def create_provider(
         ),
         base_url=settings.twilio_verify_base_url,
         max_retries=settings.twilio_max_retries,
+        metrics=metrics,
     )
 
 
-def create_resources(settings: Settings) -> Resources:
+def create_resources(settings: Settings, metrics: Metrics) -> Resources:
     """Build everything a process shares."""
     engine = create_engine(settings)
     http_client = create_http_client(settings)
     hasher = CodeHasher(settings.signing_secret)
     test_numbers = TestNumbers(settings.test_phone_numbers, settings.test_phone_numbers_valid_until)
     limiter = RateLimiter(settings.rate_limit_storage_url, settings.rate_limit_key_prefix)
+    primary = create_provider(settings, http_client, hasher, metrics)
     return Resources(
         engine=engine,
         sessionmaker=create_sessionmaker(engine),
         http_client=http_client,
         providers=Providers(
-            primary=create_provider(settings, http_client, hasher),
+            primary=primary,
             test=TestNumberProvider(test_numbers, hasher),
             test_numbers=test_numbers,
         ),
@@ -101,4 +107,6 @@ def create_resources(settings: Settings) -> Resources:
         limits=LoginLimits(settings, limiter),
         tokens=TokenService(settings),
         trusted_proxies=parse_networks(settings.trusted_proxies),
+        metrics=metrics,
+        readiness=ReadinessChecker(engine, limiter, provider_configured=primary is not None),
     )

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.config import Channel, Settings
 from app.core.errors import AppError, FieldErrors, Forbidden, ServiceUnavailable, TooManyRequests
+from app.core.metrics import Metrics
 from app.services.phone import Phone, mask_phone
 from app.services.rate_limits import Limit, LoginLimits, Refusal
 from app.services.sessions import SessionService, TokenPair
@@ -45,11 +46,13 @@ class AuthService:
         providers: Providers,
         limits: LoginLimits,
         tokens: TokenService,
+        metrics: Metrics,
     ) -> None:
         self._session = session
         self._settings = settings
         self._limits = limits
-        self._verifications = VerificationService(session, settings, providers)
+        self._metrics = metrics
+        self._verifications = VerificationService(session, settings, providers, metrics)
         self._sessions = SessionService(session, settings, tokens)
         self._test_provider = providers.test
 
@@ -67,6 +70,7 @@ class AuthService:
             phone.e164, market.name, client_ip, test_number=provider is self._test_provider
         )
         if refusal is not None:
+            self._metrics.rate_limit_refusals.labels(refusal.limit.value).inc()
             raise _refused(refusal, phone, market)
         return await self._verifications.start(provider, phone, market, channel.value, client_ip)
 
@@ -79,6 +83,7 @@ class AuthService:
             phone.e164, client_ip, test_number=provider is self._test_provider
         )
         if refusal is not None:
+            self._metrics.rate_limit_refusals.labels(refusal.limit.value).inc()
             raise _refused(refusal, phone, market)
         await self._verifications.check(provider, phone, market, code)
         found = await get_or_create_for_login(self._session, phone, market.name)

@@ -9,11 +9,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
+from app.core.metrics import Metrics
 from app.services.phone import mask_phone
 from app.services.verify_provider import (
     CheckOutcome,
@@ -99,8 +101,10 @@ class TwilioVerifyClient:
         base_url: str,
         max_retries: int = 2,
         retry_base_delay: float = RETRY_BASE_DELAY_SECONDS,
+        metrics: Metrics | None = None,
     ) -> None:
         self._client = client
+        self._metrics = metrics
         self._auth = httpx.BasicAuth(credentials.account_sid, credentials.auth_token)
         service = f"{base_url.rstrip('/')}/v2/Services/{credentials.service_sid}"
         self._start_url = f"{service}/Verifications"
@@ -160,7 +164,7 @@ class TwilioVerifyClient:
                 if attempt >= self._max_retries:
                     raise ProviderUnavailable(
                         f"{operation}: {exc.reason} after {attempt + 1} attempts",
-                        provider_code=TOO_MANY_CONCURRENT if exc.cause is None else None,
+                        provider_code=exc.provider_code,
                     ) from exc.cause
                 delay = self._retry_base_delay * (2**attempt) * (0.5 + random.random())  # noqa: S311
                 logger.warning("Twilio %s: %s; retrying in %.2fs", operation, exc.reason, delay)
@@ -171,26 +175,45 @@ class TwilioVerifyClient:
         self, url: str, form: dict[str, str], operation: str
     ) -> tuple[int, dict[str, Any]]:
         """POST one request; turn every transport failure into a provider error."""
+        started = time.perf_counter()
         try:
             response = await self._client.post(url, data=form, auth=self._auth)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            self._observe(operation, started, "error", type(exc).__name__)
             raise _Retryable(exc, f"connection not made ({type(exc).__name__})") from exc
         except httpx.TimeoutException as exc:
+            self._observe(operation, started, "error", type(exc).__name__)
             raise ProviderUnavailable(f"{operation}: timed out ({type(exc).__name__})") from exc
         except httpx.HTTPError as exc:
+            self._observe(operation, started, "error", type(exc).__name__)
             raise ProviderUnavailable(f"{operation}: {type(exc).__name__}") from exc
         status = response.status_code
         try:
             body = response.json()
         except ValueError as exc:
+            self._observe(operation, started, str(status), "not_json")
             raise ProviderUnavailable(
                 f"{operation}: HTTP {status} with a body that is not JSON"
             ) from exc
         if not isinstance(body, dict):
+            self._observe(operation, started, str(status), "not_json")
             raise ProviderUnavailable(f"{operation}: HTTP {status} with a JSON body not an object")
-        if status == 429 and _error_code(body) == TOO_MANY_CONCURRENT:
+        code = _error_code(body)
+        self._observe(
+            operation, started, str(status), None if status < 400 else str(code or status)
+        )
+        if status == 429 and code == TOO_MANY_CONCURRENT:
             raise _Retryable(None, "Twilio 20429 too many concurrent requests", TOO_MANY_CONCURRENT)
         return status, body
+
+    def _observe(self, operation: str, started: float, status: str, error: str | None) -> None:
+        if self._metrics is None:
+            return
+        self._metrics.twilio_latency.labels(operation, status).observe(
+            time.perf_counter() - started
+        )
+        if error is not None:
+            self._metrics.twilio_errors.labels(operation, error).inc()
 
     def _start_error(self, status: int, body: dict[str, Any], phone: str) -> ProviderError:
         code = _error_code(body)

@@ -25,6 +25,7 @@ from app.core.errors import (
     TooManyRequests,
     UpstreamFailed,
 )
+from app.core.metrics import Metrics
 from app.models import Verification, VerificationStatus
 from app.models.base import utcnow
 from app.services.phone import (
@@ -109,10 +110,12 @@ class VerificationService:
         session: AsyncSession,
         settings: Settings,
         providers: Providers,
+        metrics: Metrics,
     ) -> None:
         self._session = session
         self._settings = settings
         self._providers = providers
+        self._metrics = metrics
 
     def provider_for(self, phone: Phone) -> VerifyProvider:
         """The test-number provider for an active test number, else the configured one."""
@@ -132,6 +135,27 @@ class VerificationService:
         client_ip: str | None,
     ) -> StartedVerification:
         """Ask `provider` to send a code and record the verification."""
+        started = self._metrics.verifications_started
+        try:
+            result = await self._start(provider, phone, market, channel, client_ip)
+        except AppError as exc:
+            started.labels(market.name, channel, _outcome(exc)).inc()
+            raise
+        if provider is self._providers.test:
+            started.labels(market.name, channel, "test_number").inc()
+        else:
+            started.labels(market.name, channel, "sent").inc()
+            self._metrics.sms_spend.labels(market.name).inc(market.settings.price_usd)
+        return result
+
+    async def _start(
+        self,
+        provider: VerifyProvider,
+        phone: Phone,
+        market: Market,
+        channel: str,
+        client_ip: str | None,
+    ) -> StartedVerification:
         request = StartRequest(
             phone=phone.e164,
             channel=channel,
@@ -188,7 +212,25 @@ class VerificationService:
         self, provider: VerifyProvider, phone: Phone, market: Market, code: str
     ) -> Verification:
         """Check `code` for `phone`; return the approved row or raise the contract's error."""
+        channel: list[str] = ["none"]
+        try:
+            row = await self._check(provider, phone, market, code, channel)
+        except AppError as exc:
+            self._metrics.verifications_failed.labels(market.name, channel[0], _outcome(exc)).inc()
+            raise
+        self._metrics.verifications_approved.labels(market.name, row.channel).inc()
+        return row
+
+    async def _check(
+        self,
+        provider: VerifyProvider,
+        phone: Phone,
+        market: Market,
+        code: str,
+        channel: list[str],
+    ) -> Verification:
         row = await self._reserve_attempt(phone)
+        channel[0] = row.channel
         if row.provider != provider.name:
             # Started by another provider (a test number since expired, a changed
             # VERIFY_PROVIDER): this one cannot know the code.
@@ -295,6 +337,18 @@ class VerificationService:
         if changed is not None:
             row.status = status
         return changed is not None
+
+
+def _outcome(exc: AppError) -> str:
+    """A metrics label for why a send or a check did not succeed."""
+    return {
+        InvalidCode: "invalid_code",
+        TooManyRequests: "too_many_attempts",
+        FieldErrors: "number_refused",
+        Forbidden: "blocked",
+        UpstreamFailed: "provider_error",
+        ServiceUnavailable: "unavailable",
+    }.get(type(exc), "error")
 
 
 def _app_error(exc: ProviderError, operation: str, phone: Phone) -> AppError:

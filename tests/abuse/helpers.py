@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 import httpx
 import respx
 
+from app.core.config import DEFAULT_MARKETS, MarketSettings
 from tests.twilio_fixtures import CHECK_PATH, START_PATH, checked, form, started
 
 SEND = "/api/v1/auth/send-verification"
@@ -81,3 +83,31 @@ class Records(logging.Handler):
             for r in self.records
             if r.levelno == level and r.name.startswith(logger_prefix)
         ]
+
+
+async def race_for_the_last_budget(client: httpx.AsyncClient) -> list[httpx.Response]:
+    """Ten KG numbers race for a KG budget of one; then each refused number asks again.
+
+    Sent to no one, the refused numbers have used none of their per-phone sends,
+    so asking again must meet the budget (503), not their cooldown (429).
+    """
+    phones = [f"+99655512340{n}" for n in range(10)]
+    answers = await asyncio.gather(*(client.post(SEND, json={"phone": p}) for p in phones))
+    assert sorted(a.status_code for a in answers) == [200] + [503] * 9
+    refused = [p for p, a in zip(phones, answers, strict=True) if a.status_code == 503]
+    return [await client.post(SEND, json={"phone": p}) for p in refused]
+
+
+def kg_budget(budget: str) -> dict[str, MarketSettings]:
+    """The default markets with KG's SMS budget replaced."""
+    kg = DEFAULT_MARKETS["KG"]
+    return {
+        "KG": MarketSettings(
+            region=kg.region,
+            language=kg.language,
+            code_ttl_minutes=kg.code_ttl_minutes,
+            channels=list(kg.channels),
+            sms_budget=budget,
+        ),
+        "US": DEFAULT_MARKETS["US"],
+    }

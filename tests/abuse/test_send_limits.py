@@ -7,13 +7,14 @@ import logging
 
 import respx
 
-from app.core.config import DEFAULT_MARKETS, MarketSettings
 from tests.abuse.helpers import (
     AS_PROXY,
     SEND,
     Records,
     from_ip,
+    kg_budget,
     mock_start,
+    race_for_the_last_budget,
     retry_after,
     too_many,
 )
@@ -29,21 +30,6 @@ SERVICE_UNAVAILABLE = {
     "success": False,
     "detail": "SMS verification is temporarily unavailable. Please contact support.",
 }
-
-
-def kg_budget(budget: str) -> dict[str, MarketSettings]:
-    """The default markets with KG's SMS budget replaced."""
-    kg = DEFAULT_MARKETS["KG"]
-    return {
-        "KG": MarketSettings(
-            region=kg.region,
-            language=kg.language,
-            code_ttl_minutes=kg.code_ttl_minutes,
-            channels=list(kg.channels),
-            sms_budget=budget,
-        ),
-        "US": DEFAULT_MARKETS["US"],
-    }
 
 
 async def test_default_cooldown_refuses_a_second_send_within_a_minute(
@@ -228,3 +214,14 @@ async def test_fifty_concurrent_sends_make_one_twilio_call(
         if answer.status_code == 429:
             wait = retry_after(answer, 60)
             assert answer.json() == too_many(wait)
+
+
+async def test_numbers_refused_for_the_budget_in_a_race_keep_their_sends(
+    client_for: ClientFactory, twilio: respx.MockRouter
+) -> None:
+    start = mock_start(twilio)
+    async with client_for(markets=kg_budget("1/hour")) as client:
+        again = await race_for_the_last_budget(client)
+
+    assert [a.status_code for a in again] == [503] * 9
+    assert start.call_count == 1

@@ -1,0 +1,80 @@
+"""Prometheus metrics, one registry per application.
+
+Run one uvicorn worker per pod (scale with replicas): each process serves its
+own numbers at /metrics and Prometheus adds them up across pods.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class Metrics:
+    """Every metric the service exports."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        registry = self.registry
+        self.http_requests = Counter(
+            "phone_auth_http_requests_total",
+            "HTTP requests by route and status",
+            ["method", "route", "status"],
+            registry=registry,
+        )
+        self.http_latency = Histogram(
+            "phone_auth_http_request_duration_seconds",
+            "HTTP request latency by route and status",
+            ["method", "route", "status"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.verifications_started = Counter(
+            "phone_auth_verifications_started_total",
+            "Send attempts by market, channel and outcome (sent, test_number, or why not)",
+            ["market", "channel", "outcome"],
+            registry=registry,
+        )
+        self.verifications_approved = Counter(
+            "phone_auth_verifications_approved_total",
+            "Codes approved by market and channel",
+            ["market", "channel"],
+            registry=registry,
+        )
+        self.verifications_failed = Counter(
+            "phone_auth_verifications_failed_total",
+            "Code checks that failed, by market, channel and outcome",
+            ["market", "channel", "outcome"],
+            registry=registry,
+        )
+        self.twilio_latency = Histogram(
+            "phone_auth_twilio_request_duration_seconds",
+            "Twilio API call latency by operation and HTTP status",
+            ["operation", "status"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.twilio_errors = Counter(
+            "phone_auth_twilio_errors_total",
+            "Twilio failures by operation and Twilio error code (or transport error)",
+            ["operation", "code"],
+            registry=registry,
+        )
+        self.rate_limit_refusals = Counter(
+            "phone_auth_rate_limit_refusals_total",
+            "Requests refused by a rate limit, by limit",
+            ["limit"],
+            registry=registry,
+        )
+        self.sms_spend = Counter(
+            "phone_auth_sms_spend_usd_total",
+            "Estimated Twilio spend in USD by market (price per verification from MARKETS)",
+            ["market"],
+            registry=registry,
+        )
+        self.twilio_circuit_open = Gauge(
+            "phone_auth_twilio_circuit_open",
+            "1 while the Twilio circuit breaker fails calls fast, else 0",
+            registry=registry,
+        )

@@ -1,0 +1,68 @@
+"""Readiness: can this process serve logins right now?"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from alembic.config import Config
+from alembic.script import ScriptDirectory
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.services.rate_limits import RateLimiter
+
+logger = logging.getLogger(__name__)
+
+ALEMBIC_DIR = Path(__file__).resolve().parents[2] / "alembic"
+CHECK_TIMEOUT_SECONDS = 2.0
+
+
+def head_revision() -> str | None:
+    """The newest migration this code ships with."""
+    config = Config()
+    config.set_main_option("script_location", str(ALEMBIC_DIR))
+    return ScriptDirectory.from_config(config).get_current_head()
+
+
+@dataclass
+class ReadinessChecker:
+    """Checks the database (and its migrations), the limit storage and the provider."""
+
+    engine: AsyncEngine
+    limiter: RateLimiter
+    provider_configured: bool
+    head: str | None = field(default_factory=head_revision)
+    _migrated: bool = False
+
+    async def check(self) -> dict[str, str]:
+        """Each check's state: "ok" or why not."""
+        checks = {
+            "database": await self._database(),
+            "provider": "ok" if self.provider_configured else "not configured",
+        }
+        if self.limiter.shared:
+            checks["rate_limit_storage"] = "ok" if await self.limiter.ping() else "unreachable"
+        return checks
+
+    async def _database(self) -> str:
+        try:
+            async with asyncio.timeout(CHECK_TIMEOUT_SECONDS):
+                async with self.engine.connect() as connection:
+                    if self._migrated:
+                        await connection.execute(text("SELECT 1"))
+                        return "ok"
+                    current = (
+                        await connection.execute(text("SELECT version_num FROM alembic_version"))
+                    ).scalar_one_or_none()
+        except (SQLAlchemyError, OSError, TimeoutError) as exc:
+            logger.warning("Readiness: database check failed (%s)", type(exc).__name__)
+            return "unreachable"
+        if current != self.head:
+            return f"migrations not at head ({current} != {self.head})"
+        # Migrations only move forward while a version runs.
+        self._migrated = True
+        return "ok"
