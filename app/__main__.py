@@ -1,4 +1,4 @@
-"""Command line: `python -m app purge-verifications`."""
+"""Command line: `python -m app serve`, `python -m app purge-verifications`."""
 
 from __future__ import annotations
 
@@ -24,16 +24,40 @@ async def _purge(settings: Settings) -> int:
         await engine.dispose()
 
 
+def serve(settings: Settings) -> None:
+    """Run uvicorn: one worker (scale with replicas), proxy headers only from TRUSTED_PROXIES."""
+    import uvicorn
+
+    trusted = ",".join(settings.trusted_proxies)
+    uvicorn.run(
+        "app.main:app",
+        host=settings.host,
+        port=settings.port,
+        proxy_headers=bool(trusted),
+        forwarded_allow_ips=trusted or None,
+        timeout_graceful_shutdown=settings.graceful_shutdown_seconds,
+        log_config=None,
+        server_header=False,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run a maintenance command."""
     parser = argparse.ArgumentParser(prog="python -m app", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser(
+        "serve",
+        help="run the service with uvicorn (HOST, PORT; TRUSTED_PROXIES for proxy headers)",
+    )
     commands.add_parser(
         "purge-verifications",
         help="delete verification rows older than VERIFICATION_RETENTION_DAYS (for a CronJob)",
     )
     args = parser.parse_args(argv)
     settings = Settings()
+    if args.command == "serve":
+        serve(settings)
+        return 0
     configure_logging(settings)
     if args.command == "purge-verifications":
         deleted = asyncio.run(_purge(settings))

@@ -86,6 +86,9 @@ class Settings(BaseSettings):
     environment: Environment = Environment.DEVELOPMENT
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_format: Literal["json", "console"] | None = None
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    graceful_shutdown_seconds: int = Field(default=20, ge=1, le=300)
 
     database_url: str = "sqlite+aiosqlite:///./phone_auth.db"
     database_pool_size: int = Field(default=10, ge=1, le=200)
