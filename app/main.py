@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy.engine import make_url
 
 from app.core.config import Settings
@@ -15,6 +16,7 @@ from app.core.errors import install_error_handlers
 from app.core.logging import configure_logging
 from app.core.metrics import Metrics
 from app.core.request_context import RequestContextMiddleware
+from app.core.request_limits import RequestLimitsMiddleware
 from app.core.resources import create_resources
 from app.routers import auth, health, users, well_known
 from app.routers.docs import install_docs
@@ -73,6 +75,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(well_known.router)
     app.include_router(health.router)
     install_docs(app)
+    # Last added runs first: request context wraps everything, then CORS, then body limits.
+    app.add_middleware(RequestLimitsMiddleware)
+    if settings.cors_allow_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_allow_origins,
+            allow_credentials="*" not in settings.cors_allow_origins,
+            allow_methods=["GET", "POST", "PATCH", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+            expose_headers=["X-Request-ID", "Retry-After"],
+            max_age=600,
+        )
     app.add_middleware(
         RequestContextMiddleware,
         metrics=metrics,

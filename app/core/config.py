@@ -103,6 +103,9 @@ class Settings(BaseSettings):
     twilio_read_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
     twilio_max_retries: int = Field(default=2, ge=0, le=5)
     twilio_max_connections: int = Field(default=100, ge=1, le=1000)
+    twilio_deadline_seconds: float = Field(default=15.0, gt=0, le=300)
+    twilio_circuit_failures: int = Field(default=5, ge=1, le=1000)
+    twilio_circuit_reset_seconds: float = Field(default=30.0, gt=0, le=3600)
 
     markets: dict[str, MarketSettings] = Field(default_factory=lambda: dict(DEFAULT_MARKETS))
     verification_code_length: int = Field(default=6, ge=4, le=10)
@@ -128,12 +131,13 @@ class Settings(BaseSettings):
     rate_limit_verify_per_phone: str = "15/hour"
 
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    cors_allow_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     test_phone_numbers: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
     test_phone_numbers_valid_until: date | None = None
     verification_retention_days: int = Field(default=30, ge=1, le=3650)
 
-    @field_validator("trusted_proxies", mode="before")
+    @field_validator("trusted_proxies", "cors_allow_origins", mode="before")
     @classmethod
     def _split_csv(cls, value: object) -> object:
         if isinstance(value, str):

@@ -13,6 +13,8 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +27,7 @@ MSG_NOT_AUTHENTICATED = "Authentication credentials were not provided."
 MSG_INVALID_TOKEN = "Invalid or expired token."  # noqa: S105 (a message, not a secret)
 MSG_USER_INACTIVE = "User account is disabled."
 MSG_BAD_BODY = "Request body must be a JSON object."
+MSG_DATABASE_UNAVAILABLE = "The service is temporarily unavailable. Please try again."
 
 # Routes whose error bodies carry `"success": false` next to `detail`.
 SUCCESS_ENVELOPE_ROUTES = frozenset({"send_verification"})
@@ -168,7 +171,35 @@ def _message(error: Mapping[str, Any]) -> str:
     return str(error.get("msg", "Invalid value."))
 
 
+async def database_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    """The database is unreachable or dropped the connection: 503, and the log says why."""
+    if isinstance(exc, DBAPIError) and not (
+        exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError)
+    ):
+        logger.exception("Database error during %s %s", request.method, request.url.path)
+        return JSONResponse({"detail": "Internal server error."}, status_code=500)
+    logger.error(
+        "Database unavailable during %s %s: %s",
+        request.method,
+        getattr(request.scope.get("route"), "path", "?"),
+        type(getattr(exc, "orig", None) or exc).__name__,
+    )
+    return await app_error_handler(request, ServiceUnavailable(MSG_DATABASE_UNAVAILABLE))
+
+
+# Errors that mean "the database cannot be reached", not "the query is wrong".
+DATABASE_DOWN_ERRORS: tuple[type[Exception], ...] = (
+    DBAPIError,
+    DisconnectionError,
+    SQLAlchemyTimeoutError,
+    ConnectionError,
+    TimeoutError,
+)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Register the handlers on `app`."""
     app.add_exception_handler(AppError, app_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
+    for error in DATABASE_DOWN_ERRORS:
+        app.add_exception_handler(error, database_error_handler)

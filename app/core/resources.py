@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from app.core.config import Settings
 from app.core.database import create_engine, create_sessionmaker
 from app.core.metrics import Metrics
+from app.services.circuit_breaker import CircuitBreaker
 from app.services.client_ip import Network, parse_networks
 from app.services.console_verify import ConsoleVerifyProvider
 from app.services.local_codes import CodeHasher
@@ -75,13 +76,20 @@ def create_provider(
     )
     if not (sid and token and token.get_secret_value() and service):
         return None
-    return TwilioVerifyClient(
+    twilio = TwilioVerifyClient(
         client,
         TwilioCredentials(
             account_sid=sid, auth_token=token.get_secret_value(), service_sid=service
         ),
         base_url=settings.twilio_verify_base_url,
         max_retries=settings.twilio_max_retries,
+        metrics=metrics,
+    )
+    return CircuitBreaker(
+        twilio,
+        failures=settings.twilio_circuit_failures,
+        reset_seconds=settings.twilio_circuit_reset_seconds,
+        deadline_seconds=settings.twilio_deadline_seconds,
         metrics=metrics,
     )
 

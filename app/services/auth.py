@@ -8,7 +8,14 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.config import Channel, Settings
-from app.core.errors import AppError, FieldErrors, Forbidden, ServiceUnavailable, TooManyRequests
+from app.core.errors import (
+    DATABASE_DOWN_ERRORS,
+    AppError,
+    FieldErrors,
+    Forbidden,
+    ServiceUnavailable,
+    TooManyRequests,
+)
 from app.core.metrics import Metrics
 from app.services.phone import Phone, mask_phone
 from app.services.rate_limits import Limit, LoginLimits, Refusal
@@ -25,6 +32,10 @@ from app.services.verifications import (
 )
 
 logger = logging.getLogger(__name__)
+
+MSG_LOGIN_NOT_STORED = (
+    "Your code was accepted, but signing in could not be completed. Please request a new code."
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,11 +97,21 @@ class AuthService:
             self._metrics.rate_limit_refusals.labels(refusal.limit.value).inc()
             raise _refused(refusal, phone, market)
         await self._verifications.check(provider, phone, market, code)
-        found = await get_or_create_for_login(self._session, phone, market.name)
-        if not found.user.is_active:
-            logger.warning("Login refused for disabled user %s", mask_phone(phone.e164))
-            raise Forbidden()
-        pair = await self._sessions.start(found.user, client_ip)
+        try:
+            found = await get_or_create_for_login(self._session, phone, market.name)
+            if not found.user.is_active:
+                logger.warning("Login refused for disabled user %s", mask_phone(phone.e164))
+                raise Forbidden()
+            pair = await self._sessions.start(found.user, client_ip)
+        except DATABASE_DOWN_ERRORS as exc:
+            # The code is spent (Twilio approved it); only a new one can log in now.
+            logger.error(
+                "Code approved for %s but the login could not be stored (%s): "
+                "asking for a new code",
+                mask_phone(phone.e164),
+                type(getattr(exc, "orig", None) or exc).__name__,
+            )
+            raise ServiceUnavailable(MSG_LOGIN_NOT_STORED) from exc
         logger.info(
             "Login: user=%s market=%s new=%s phone=%s",
             found.user.id,

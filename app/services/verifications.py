@@ -28,6 +28,7 @@ from app.core.errors import (
 from app.core.metrics import Metrics
 from app.models import Verification, VerificationStatus
 from app.models.base import utcnow
+from app.services.circuit_breaker import ProviderCircuitOpen
 from app.services.phone import (
     MSG_INVALID,
     MSG_NO_SMS,
@@ -371,6 +372,9 @@ def _app_error(exc: ProviderError, operation: str, phone: Phone) -> AppError:
             "Twilio blocked %s for %s as suspected fraud (Twilio code %s)", operation, masked, code
         )
         return Forbidden(MSG_BLOCKED)
+    if isinstance(exc, ProviderCircuitOpen):
+        logger.warning("Twilio circuit open: %s refused for %s", operation, masked)
+        return ServiceUnavailable(headers={"Retry-After": str(exc.retry_after)})
     if isinstance(exc, ProviderRateLimited):
         logger.info("Twilio rate limit (Twilio code %s) on %s for %s", code, operation, masked)
         return TooManyRequests(exc.retry_after)

@@ -97,7 +97,9 @@ def prism_cli() -> Path:
     output = f"{done.stdout}\n{done.stderr}"
     if done.returncode != 0 or not entry.is_file():
         if any(marker.lower() in output.lower() for marker in _UNREACHABLE):
-            pytest.skip(f"npm registry unreachable, cannot install {PRISM_PACKAGE}: {output[-500:]}")
+            pytest.skip(
+                f"npm registry unreachable, cannot install {PRISM_PACKAGE}: {output[-500:]}"
+            )
         pytest.fail(f"{' '.join(command)} failed ({done.returncode}):\n{output[-2000:]}")
     return entry
 
@@ -163,7 +165,9 @@ def start_prism(cli: Path, spec: Path, workdir: Path) -> Prism:
             return prism
         time.sleep(0.2)
     _stop(process)
-    pytest.fail(f"Prism did not listen on port {port} in {START_TIMEOUT_SECONDS}s:\n{prism.log_text()}")
+    pytest.fail(
+        f"Prism did not listen on port {port} in {START_TIMEOUT_SECONDS}s:\n{prism.log_text()}"
+    )
 
 
 @pytest.fixture(scope="session")
@@ -222,7 +226,9 @@ START_429_EXAMPLES: dict[str, Any] = {
     "maxSendAttempts": twilio_error(60203, 429, "Max send attempts reached"),
 }
 CHECK_ERROR_EXAMPLES: dict[str, dict[str, Any]] = {
-    "404": {"verificationNotFound": twilio_error(20404, 404, "The requested resource was not found")},
+    "404": {
+        "verificationNotFound": twilio_error(20404, 404, "The requested resource was not found")
+    },
     "429": {
         "maxCheckAttempts": twilio_error(60202, 429, "Max check attempts reached"),
         "tooManyConcurrent": twilio_error(20429, 429, "Too many requests"),

@@ -180,7 +180,9 @@ async def test_check_posts_verification_sid_and_code_to_verification_check(
     [
         pytest.param(checked("approved", KG_PHONE), CheckOutcome.APPROVED, id="approved-200"),
         pytest.param(
-            httpx.Response(201, json={"sid": VERIFICATION_SID, "status": "approved", "valid": True}),
+            httpx.Response(
+                201, json={"sid": VERIFICATION_SID, "status": "approved", "valid": True}
+            ),
             CheckOutcome.APPROVED,
             id="approved-201",
         ),

@@ -54,9 +54,7 @@ async def test_codes_have_the_configured_number_of_ascii_digits(
         assert code.isdigit()
 
 
-async def test_codes_come_from_secrets(
-    hasher: CodeHasher, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_codes_come_from_secrets(hasher: CodeHasher, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[Any] = []
     real_choice = secrets.choice
 

@@ -152,7 +152,11 @@ def test_default_markets_are_kg_in_russian_and_us_in_english() -> None:
         ({"twilio_account_sid": "AC1", "twilio_verify_service_sid": "VA1"}, False),
         ({"twilio_auth_token": "t", "twilio_verify_service_sid": "VA1"}, False),
         (
-            {"twilio_account_sid": "AC1", "twilio_auth_token": "t", "twilio_verify_service_sid": "V"},
+            {
+                "twilio_account_sid": "AC1",
+                "twilio_auth_token": "t",
+                "twilio_verify_service_sid": "V",
+            },
             True,
         ),
     ],

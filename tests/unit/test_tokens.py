@@ -45,9 +45,7 @@ def b64(data: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
-def resign(
-    token: str, *, secret: str = SECRET, algorithm: str = "HS256", **claims: Any
-) -> str:
+def resign(token: str, *, secret: str = SECRET, algorithm: str = "HS256", **claims: Any) -> str:
     """The token's claims, changed by `claims` (None deletes one), signed again under `secret`."""
     header = jwt.get_unverified_header(token)
     body = jwt.get_unverified_claims(token)

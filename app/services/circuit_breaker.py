@@ -1,0 +1,146 @@
+"""A circuit breaker around a provider: after repeated failures, fail fast for a while.
+
+When Twilio is down every request would otherwise wait for timeouts and
+retries; after `failures` consecutive failures calls fail at once (503 with
+Retry-After) for `reset_seconds`, then one request at a time probes Twilio
+until one succeeds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+
+from app.core.metrics import Metrics
+from app.services.verify_provider import (
+    CheckOutcome,
+    CheckRequest,
+    ProviderError,
+    ProviderUnavailable,
+    StartRequest,
+    StartResult,
+    VerifyProvider,
+)
+
+logger = logging.getLogger(__name__)
+
+
+class ProviderCircuitOpen(ProviderError):
+    """The provider failed repeatedly; calls fail fast for `retry_after` seconds."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"circuit open for {retry_after}s")
+        self.retry_after = retry_after
+
+
+class CircuitBreaker:
+    """Wraps a provider; counts consecutive `ProviderUnavailable` failures and deadlines."""
+
+    def __init__(
+        self,
+        inner: VerifyProvider,
+        *,
+        failures: int,
+        reset_seconds: float,
+        deadline_seconds: float,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.name = inner.name
+        self._inner = inner
+        self._threshold = failures
+        self._reset = reset_seconds
+        self._deadline = deadline_seconds
+        self._metrics = metrics
+        self._failures = 0
+        self._opened_at: float | None = None
+        self._probing = False
+
+    @property
+    def is_open(self) -> bool:
+        """Whether calls are failing fast right now."""
+        return self._opened_at is not None
+
+    async def start(self, request: StartRequest) -> StartResult:
+        """Start through the breaker."""
+        probe = self._admit()
+        try:
+            async with asyncio.timeout(self._deadline):
+                result = await self._inner.start(request)
+        except TimeoutError as exc:
+            self._failed(probe)
+            raise ProviderUnavailable(f"start: no answer within {self._deadline}s") from exc
+        except ProviderUnavailable:
+            self._failed(probe)
+            raise
+        except ProviderError:
+            self._succeeded(probe)  # Twilio answered: it is up, the request was refused.
+            raise
+        except BaseException:
+            self._release(probe)
+            raise
+        self._succeeded(probe)
+        return result
+
+    async def check(self, request: CheckRequest) -> CheckOutcome:
+        """Check through the breaker."""
+        probe = self._admit()
+        try:
+            async with asyncio.timeout(self._deadline):
+                outcome = await self._inner.check(request)
+        except TimeoutError as exc:
+            self._failed(probe)
+            raise ProviderUnavailable(f"check: no answer within {self._deadline}s") from exc
+        except ProviderUnavailable:
+            self._failed(probe)
+            raise
+        except ProviderError:
+            self._succeeded(probe)
+            raise
+        except BaseException:
+            self._release(probe)
+            raise
+        self._succeeded(probe)
+        return outcome
+
+    def _admit(self) -> bool:
+        """Let a call through; True when it is the half-open probe."""
+        if self._opened_at is None:
+            return False
+        waited = time.monotonic() - self._opened_at
+        if waited < self._reset:
+            raise ProviderCircuitOpen(max(1, math.ceil(self._reset - waited)))
+        if self._probing:
+            raise ProviderCircuitOpen(1)
+        self._probing = True
+        return True
+
+    def _release(self, probe: bool) -> None:
+        if probe:
+            self._probing = False
+
+    def _succeeded(self, probe: bool) -> None:
+        self._release(probe)
+        if self._opened_at is not None:
+            logger.info("Twilio answered again: circuit closed")
+        self._failures = 0
+        self._opened_at = None
+        self._gauge()
+
+    def _failed(self, probe: bool) -> None:
+        self._release(probe)
+        self._failures += 1
+        if probe or self._failures >= self._threshold:
+            if self._opened_at is None or probe:
+                logger.error(
+                    "Twilio failed %d times in a row: failing fast for %.0fs",
+                    self._failures,
+                    self._reset,
+                )
+            self._opened_at = time.monotonic()
+        self._gauge()
+
+    def _gauge(self) -> None:
+        if self._metrics is not None:
+            self._metrics.twilio_circuit_open.set(1 if self.is_open else 0)
