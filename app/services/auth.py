@@ -17,6 +17,7 @@ from app.core.errors import (
     TooManyRequests,
 )
 from app.core.metrics import Metrics
+from app.core.request_context import set_log_phone
 from app.services.phone import Phone, mask_phone
 from app.services.rate_limits import Limit, LoginLimits, Refusal
 from app.services.sessions import SessionService, TokenPair
@@ -71,6 +72,7 @@ class AuthService:
         self, phone: Phone, channel: Channel = Channel.SMS, client_ip: str | None = None
     ) -> StartedVerification:
         """Send a login code to `phone` over `channel`, within the limits."""
+        set_log_phone(mask_phone(phone.e164))
         market = resolve_market(self._settings, phone)
         if channel not in market.settings.channels:
             raise FieldErrors(
@@ -87,6 +89,7 @@ class AuthService:
 
     async def login(self, phone: Phone, code: str, client_ip: str | None = None) -> LoginResult:
         """Check `code` and return the user with a fresh access token."""
+        set_log_phone(mask_phone(phone.e164))
         market = resolve_market(self._settings, phone)
         require_code_format(code, self._settings.verification_code_length)
         provider = self._verifications.provider_for(phone)
