@@ -12,11 +12,11 @@ from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy.engine import make_url
 
 from app.core.config import Settings
-from app.core.errors import install_error_handlers
+from app.core.errors import MSG_DATABASE_UNAVAILABLE, install_error_handlers
 from app.core.logging import configure_logging
 from app.core.metrics import Metrics
 from app.core.request_context import RequestContextMiddleware
-from app.core.request_limits import RequestLimitsMiddleware
+from app.core.request_limits import MSG_MEDIA_TYPE, MSG_TOO_LARGE, RequestLimitsMiddleware
 from app.core.resources import create_resources
 from app.routers import auth, health, users, well_known
 from app.routers.docs import install_docs
@@ -67,6 +67,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
+        # Operation ids are the route names (send_verification, verify_code, …),
+        # which is what generated clients call their methods.
+        generate_unique_id_function=lambda route: route.name,
     )
     app.state.settings = settings
     install_error_handlers(app)
@@ -92,20 +95,46 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         metrics=metrics,
         quiet_paths=frozenset({"/healthz", "/readyz", "/metrics"}),
     )
-    _document_400_not_422(app)
+    _finish_openapi(app)
     return app
 
 
-def _document_400_not_422(app: FastAPI) -> None:
-    """Validation answers 400 with a field map; drop FastAPI's generated 422."""
+def _detail_response(description: str, detail: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {
+            "application/json": {
+                "schema": {"$ref": "#/components/schemas/DetailBody"},
+                "example": {"detail": detail},
+            }
+        },
+    }
+
+
+def _finish_openapi(app: FastAPI) -> None:
+    """Validation answers 400 with a field map, so FastAPI's generated 422 goes; every
+    operation with a body also documents the 413 and 415 of `RequestLimitsMiddleware`."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema:
             return app.openapi_schema
         schema = FastAPI.openapi(app)
-        for path in schema.get("paths", {}).values():
+        for path_name, path in schema.get("paths", {}).items():
             for operation in path.values():
-                operation.get("responses", {}).pop("422", None)
+                responses = operation.setdefault("responses", {})
+                responses.pop("422", None)
+                if path_name.startswith("/api/"):
+                    responses.setdefault(
+                        "503",
+                        _detail_response("The database is unavailable", MSG_DATABASE_UNAVAILABLE),
+                    )
+                if "requestBody" in operation:
+                    responses.setdefault(
+                        "413", _detail_response("Request body over 16 KiB", MSG_TOO_LARGE)
+                    )
+                    responses.setdefault(
+                        "415", _detail_response("Body that is not JSON", MSG_MEDIA_TYPE)
+                    )
         components = schema.get("components", {}).get("schemas", {})
         for name in ("HTTPValidationError", "ValidationError"):
             components.pop(name, None)

@@ -187,6 +187,7 @@ async def refresh_tokens(
     description="Revokes this session (its refresh tokens and access tokens), or with "
     '`{"scope": "global"}` every session of the user. The body is optional.',
     responses={
+        400: _error(FieldErrorsBody, "Unknown scope", {"scope": ["Invalid value."]}),
         401: _error(DetailBody, "Missing or invalid access token", {"detail": MSG_INVALID_TOKEN}),
         403: _error(DetailBody, "The user is disabled", {"detail": MSG_USER_INACTIVE}),
     },
