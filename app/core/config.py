@@ -20,9 +20,22 @@ from app.services.phone import PhoneError, parse_phone
 logger = logging.getLogger(__name__)
 
 MIN_SECRET_BYTES = 32
+MIN_DISTINCT_SECRET_CHARS = 10
+# Parts of example values that must never reach production.
 PLACEHOLDER_SECRETS = frozenset(
-    {"changeme", "change-me", "changethis", "secret", "your-secret-key"}
+    {"changeme", "change-me", "change_me", "changethis", "your-secret", "example"}
 )
+
+
+def _weak_secret(secret: str) -> bool:
+    """Too short, mostly one character, or a placeholder left from an example."""
+    text = secret.strip()
+    lowered = text.lower()
+    return (
+        len(text.encode()) < MIN_SECRET_BYTES
+        or len(set(text)) < MIN_DISTINCT_SECRET_CHARS
+        or any(word in lowered for word in PLACEHOLDER_SECRETS)
+    )
 
 
 class Environment(StrEnum):
@@ -213,7 +226,7 @@ class Settings(BaseSettings):
                 )
             return self
         secret = self.jwt_secret_key.get_secret_value() if self.jwt_secret_key else ""
-        if len(secret.encode()) < MIN_SECRET_BYTES or secret.lower() in PLACEHOLDER_SECRETS:
+        if _weak_secret(secret):
             raise ValueError(
                 f"JWT_SECRET_KEY must be set to a random value of at least {MIN_SECRET_BYTES} "
                 'bytes when ENVIRONMENT=production (python -c "import secrets; '

@@ -76,6 +76,6 @@ def parse_phone(raw: str, *, check_sms: bool = True) -> Phone:
 def mask_phone(phone: str) -> str:
     """Hide the middle of a number for logs: `+996555123456` → `+996*****3456`."""
     digits = phone[1:] if phone.startswith("+") else phone
-    if not digits.isdigit() or len(digits) < 8:
+    if not (digits.isascii() and digits.isdigit()) or len(digits) < 8:
         return "***"
     return f"+{digits[:3]}{'*' * (len(digits) - 7)}{digits[-4:]}"

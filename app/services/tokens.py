@@ -99,7 +99,13 @@ class TokenService:
                 algorithms=[key.algorithm],
                 audience=self._audience,
                 issuer=self._issuer,
-                options={"require_exp": True, "require_iat": True, "require_sub": True},
+                options={
+                    "require_exp": True,
+                    "require_iat": True,
+                    "require_sub": True,
+                    "require_aud": True,
+                    "require_iss": True,
+                },
             )
             return TokenClaims(
                 user_id=int(claims["sub"]),

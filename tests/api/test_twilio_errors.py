@@ -20,7 +20,6 @@ from tests.api.helpers import (
     SEND,
     UNAVAILABLE,
     VERIFY,
-    mock_check,
     mock_start,
     verifications,
 )
@@ -320,16 +319,17 @@ async def test_check_after_a_502_can_still_succeed(
     client: httpx.AsyncClient, twilio: respx.MockRouter
 ) -> None:
     await _send(client, twilio)
-    check = twilio.post(CHECK_PATH).mock(side_effect=[twilio_error(20500, 500)])
-    failed = await _verify(client)
-    check.mock(side_effect=None)
-    mock_check(twilio, "approved")
+    check = twilio.post(CHECK_PATH).mock(
+        side_effect=[twilio_error(20500, 500), checked("approved", KG_PHONE)]
+    )
 
+    failed = await _verify(client)
     retried = await _verify(client)
 
     assert failed.status_code == 502
     assert retried.status_code == 200, retried.text
     assert retried.json()["is_new_user"] is True
+    assert check.call_count == 2
 
 
 @pytest.mark.parametrize(("code", "status"), [(20003, 401), (60223, 400), (21608, 400)])

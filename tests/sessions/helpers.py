@@ -173,9 +173,7 @@ async def event_rows(engine: AsyncEngine) -> list[dict[str, Any]]:
 async def user_row(engine: AsyncEngine, user_id: str) -> dict[str, Any]:
     """The users row of `user_id` (the API's string id)."""
     async with engine.connect() as connection:
-        result = await connection.execute(
-            select(User.__table__).where(User.id == int(user_id))
-        )
+        result = await connection.execute(select(User.__table__).where(User.id == int(user_id)))
         return dict(result.mappings().one())
 
 
@@ -191,9 +189,7 @@ async def age_rotations(engine: AsyncEngine, when: datetime) -> None:
     """Pretend every rotated refresh token was rotated at `when`."""
     async with engine.begin() as connection:
         await connection.execute(
-            update(RefreshToken)
-            .where(RefreshToken.rotated_at.is_not(None))
-            .values(rotated_at=when)
+            update(RefreshToken).where(RefreshToken.rotated_at.is_not(None)).values(rotated_at=when)
         )
 
 

@@ -39,7 +39,9 @@ async def test_every_session_event_is_audited(
         child = (await refresh(client, body["refresh_token"])).json()
         assert (await refresh(client, body["refresh_token"])).status_code == 401  # reuse
         second = await login(client, "+996555654321")
-        assert (await client.post(LOGOUT, headers=bearer(second["access_token"]))).status_code == 204
+        assert (
+            await client.post(LOGOUT, headers=bearer(second["access_token"]))
+        ).status_code == 204
     del child
 
     events = await event_rows(db_engine)
@@ -90,9 +92,7 @@ async def test_failed_refreshes_and_logouts_write_no_event(
     assert [e["event"] for e in await event_rows(db_engine)] == ["login", "refresh"]
 
 
-async def test_global_logout_is_audited(
-    client_for: ClientFactory, db_engine: AsyncEngine
-) -> None:
+async def test_global_logout_is_audited(client_for: ClientFactory, db_engine: AsyncEngine) -> None:
     async with client_for() as client:
         body = await login(client, PHONE)
         await client.post(LOGOUT, json={"scope": "global"}, headers=bearer(body["access_token"]))

@@ -53,7 +53,9 @@ async def test_logout_with_local_scope_is_the_default(client_for: ClientFactory)
         one = await login(client, TEST_NUMBER)
         two = await login(client, TEST_NUMBER)
 
-        out = await client.post(LOGOUT, json={"scope": "local"}, headers=bearer(one["access_token"]))
+        out = await client.post(
+            LOGOUT, json={"scope": "local"}, headers=bearer(one["access_token"])
+        )
 
         assert out.status_code == 204
         assert_unauthorized(await me(client, one["access_token"]), INVALID_TOKEN)
@@ -119,7 +121,9 @@ async def test_logout_twice_is_refused_the_second_time(client: httpx.AsyncClient
 async def test_logout_with_an_unknown_scope_is_a_field_error(client: httpx.AsyncClient) -> None:
     body = await login(client)
 
-    out = await client.post(LOGOUT, json={"scope": "everywhere"}, headers=bearer(body["access_token"]))
+    out = await client.post(
+        LOGOUT, json={"scope": "everywhere"}, headers=bearer(body["access_token"])
+    )
 
     assert out.status_code == 400
     assert list(out.json()) == ["scope"]

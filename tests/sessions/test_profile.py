@@ -58,7 +58,9 @@ async def test_full_name_may_be_cleared(client: httpx.AsyncClient) -> None:
 async def test_unicode_names_are_kept(client: httpx.AsyncClient) -> None:
     body = await login(client)
 
-    updated = await patch(client, body["access_token"], {"full_name": "Айгерим Бекова", "name": "Айгерим"})
+    updated = await patch(
+        client, body["access_token"], {"full_name": "Айгерим Бекова", "name": "Айгерим"}
+    )
 
     assert updated.status_code == 200
     assert (updated.json()["full_name"], updated.json()["name"]) == ("Айгерим Бекова", "Айгерим")

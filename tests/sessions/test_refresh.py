@@ -148,7 +148,9 @@ async def test_refresh_rotates_both_tokens(client: httpx.AsyncClient) -> None:
 async def test_retry_within_the_interval_returns_the_same_pair(
     client_for: ClientFactory, db_engine: AsyncEngine, algorithm: str
 ) -> None:
-    overrides = {} if algorithm == "HS256" else {"jwt_private_key": private_pem(private_key(algorithm))}
+    overrides = (
+        {} if algorithm == "HS256" else {"jwt_private_key": private_pem(private_key(algorithm))}
+    )
     async with client_for(jwt_algorithm=algorithm, **overrides) as client:
         body = await login(client)
         first = await refresh(client, body["refresh_token"])
@@ -252,7 +254,9 @@ async def test_unknown_missing_and_malformed_refresh_tokens(client: httpx.AsyncC
     missing = await client.post(REFRESH, json={})
     assert missing.status_code == 400
     assert missing.json() == {"refresh_token": ["This field is required."]}
-    not_json = await client.post(REFRESH, content=b"nope", headers={"Content-Type": "application/json"})
+    not_json = await client.post(
+        REFRESH, content=b"nope", headers={"Content-Type": "application/json"}
+    )
     assert not_json.status_code == 400
     assert not_json.json() == {"detail": "Request body must be a JSON object."}
 

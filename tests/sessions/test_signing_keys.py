@@ -99,7 +99,9 @@ async def test_tokens_verify_with_only_the_jwks(
 async def test_pyjwt_refuses_a_token_the_jwks_did_not_sign(
     client_for: ClientFactory, algorithm: str
 ) -> None:
-    async with client_for(jwt_algorithm=algorithm, jwt_private_key=private_pem(private_key(algorithm))) as client:
+    async with client_for(
+        jwt_algorithm=algorithm, jwt_private_key=private_pem(private_key(algorithm))
+    ) as client:
         jwks = (await client.get(JWKS)).json()
     intruder = private_key(algorithm)
     token = jwt.encode(
@@ -120,7 +122,9 @@ async def test_hs256_publishes_no_keys(client: httpx.AsyncClient) -> None:
     assert published.json() == {"keys": []}
 
 
-@pytest.mark.parametrize(("old_algorithm", "new_algorithm"), [("RS256", "RS256"), ("ES256", "RS256"), ("RS256", "ES256")])
+@pytest.mark.parametrize(
+    ("old_algorithm", "new_algorithm"), [("RS256", "RS256"), ("ES256", "RS256"), ("RS256", "ES256")]
+)
 async def test_a_token_of_a_retired_key_still_works(
     client_for: ClientFactory, old_algorithm: str, new_algorithm: str
 ) -> None:
@@ -140,7 +144,9 @@ async def test_a_token_of_a_retired_key_still_works(
 
     assert profile.status_code == 200, profile.text
     assert profile.json() == body["user"]
-    assert sorted(k["kid"] for k in jwks["keys"]) == sorted([thumbprint(old_key), thumbprint(new_key)])
+    assert sorted(k["kid"] for k in jwks["keys"]) == sorted(
+        [thumbprint(old_key), thumbprint(new_key)]
+    )
     # Others can verify both generations from the JWKS alone.
     verify_with_jwks(body["access_token"], jwks, old_algorithm)
     assert renewed.status_code == 200, renewed.text
@@ -165,11 +171,15 @@ async def test_previous_keys_accept_several_pem_blocks(client_for: ClientFactory
 
 
 async def test_a_token_of_an_unknown_key_is_refused(client_for: ClientFactory) -> None:
-    async with client_for(jwt_algorithm="RS256", jwt_private_key=private_pem(private_key("RS256"))) as old:
+    async with client_for(
+        jwt_algorithm="RS256", jwt_private_key=private_pem(private_key("RS256"))
+    ) as old:
         body = await login(old)
 
     # A new key without the old one among the previous keys: the old tokens are not ours.
-    async with client_for(jwt_algorithm="RS256", jwt_private_key=private_pem(private_key("RS256"))) as new:
+    async with client_for(
+        jwt_algorithm="RS256", jwt_private_key=private_pem(private_key("RS256"))
+    ) as new:
         assert_unauthorized(await me(new, body["access_token"]), INVALID_TOKEN)
 
 
@@ -177,7 +187,9 @@ async def test_a_token_of_an_unknown_key_is_refused(client_for: ClientFactory) -
 async def test_a_token_signed_by_another_key_under_our_kid_is_refused(
     client_for: ClientFactory, algorithm: str
 ) -> None:
-    async with client_for(jwt_algorithm=algorithm, jwt_private_key=private_pem(private_key(algorithm))) as client:
+    async with client_for(
+        jwt_algorithm=algorithm, jwt_private_key=private_pem(private_key(algorithm))
+    ) as client:
         body = await login(client)
         forged = jwt.encode(
             claims(body["access_token"]),
@@ -205,9 +217,15 @@ async def test_hs256_forged_with_the_public_key_is_refused(client_for: ClientFac
 
 
 async def test_unsigned_tokens_are_refused(client_for: ClientFactory) -> None:
-    async with client_for(jwt_algorithm="ES256", jwt_private_key=private_pem(private_key("ES256"))) as client:
+    async with client_for(
+        jwt_algorithm="ES256", jwt_private_key=private_pem(private_key("ES256"))
+    ) as client:
         body = await login(client)
-        head = _b64(json.dumps({"alg": "none", "typ": "JWT", "kid": header(body["access_token"])["kid"]}).encode())
+        head = _b64(
+            json.dumps(
+                {"alg": "none", "typ": "JWT", "kid": header(body["access_token"])["kid"]}
+            ).encode()
+        )
         unsigned = f"{head}.{body['access_token'].split('.')[1]}."
         assert_unauthorized(await me(client, unsigned), INVALID_TOKEN)
 
@@ -215,7 +233,10 @@ async def test_unsigned_tokens_are_refused(client_for: ClientFactory) -> None:
 def test_production_refuses_rs256_without_a_private_key() -> None:
     with pytest.raises(ValidationError, match="JWT_PRIVATE_KEY"):
         Settings(  # type: ignore[call-arg]
-            _env_file=None, environment="production", jwt_algorithm="RS256", verify_provider="twilio"
+            _env_file=None,
+            environment="production",
+            jwt_algorithm="RS256",
+            verify_provider="twilio",
         )
 
 

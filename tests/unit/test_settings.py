@@ -10,7 +10,8 @@ from pydantic import ValidationError
 
 from app.core.config import MIN_SECRET_BYTES, PLACEHOLDER_SECRETS, Environment, Settings
 
-STRONG_SECRET = "k" * MIN_SECRET_BYTES
+STRONG_SECRET = "Zq8vN2xR7mK4pL9sT1wY6bH3jF5dC0gA"  # 32 random-looking bytes
+assert len(STRONG_SECRET) == MIN_SECRET_BYTES
 
 
 def settings(**values: Any) -> Settings:
@@ -90,9 +91,18 @@ def test_production_accepts_a_long_random_secret() -> None:
 
 def test_secret_length_is_counted_in_bytes() -> None:
     # 16 two-byte characters are 32 bytes.
-    config = settings(environment="production", jwt_secret_key="é" * 16)
+    secret = "éèêëàâäôöûüùçîïñ"
+    config = settings(environment="production", jwt_secret_key=secret)
 
-    assert config.signing_secret == "é" * 16
+    assert config.signing_secret == secret
+
+
+@pytest.mark.parametrize(
+    "secret", [" " * 40, "a" * 40, "ab" * 20], ids=["spaces", "one-char", "two-chars"]
+)
+def test_production_refuses_a_low_variety_secret(secret: str) -> None:
+    with pytest.raises(ValidationError, match="JWT_SECRET_KEY"):
+        settings(environment="production", jwt_secret_key=secret)
 
 
 @pytest.mark.parametrize("environment", ["development", "test"])

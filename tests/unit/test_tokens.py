@@ -130,14 +130,6 @@ def test_tokens_with_wrong_claims_are_refused(
         service.verify(token)
 
 
-@pytest.mark.xfail(
-    reason=(
-        "app bug: app/services/tokens.py TokenService.verify does not pass "
-        "options={'require_aud': True} to jose.jwt.decode; python-jose skips the audience "
-        "check when the token has no `aud` claim, so a token without `aud` is accepted"
-    ),
-    strict=True,
-)
 def test_token_without_aud_is_refused(service: TokenService) -> None:
     token = resign(issue(service), aud=None)
 
