@@ -23,9 +23,9 @@ from app.schemas.auth import (
     SendVerificationResponse,
     VerifyCodeRequest,
     VerifyCodeResponse,
+    token_fields,
 )
 from app.schemas.common import DetailBody, FieldErrorsBody, RateLimitedBody, SendErrorBody
-from app.schemas.users import UserOut
 from app.services.sessions import MSG_INVALID_REFRESH
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
@@ -136,13 +136,8 @@ async def verify_code(
 ) -> VerifyCodeResponse:
     """Exchange a correct code for an access token."""
     result = await auth.login(payload.phone, payload.verification_code, client_ip)
-    pair = result.tokens
     return VerifyCodeResponse(
-        access_token=pair.access.token,
-        expires_in=pair.access.expires_in,
-        refresh_token=pair.refresh_token,
-        refresh_expires_in=pair.refresh_expires_in,
-        user=UserOut.model_validate(pair.user),
+        **token_fields(result.tokens),
         market=result.market.name,
         is_new_user=result.is_new_user,
     )
@@ -170,13 +165,7 @@ async def refresh_tokens(
 ) -> RefreshResponse:
     """Rotate a refresh token."""
     pair = await sessions.refresh(payload.refresh_token, client_ip)
-    return RefreshResponse(
-        access_token=pair.access.token,
-        expires_in=pair.access.expires_in,
-        refresh_token=pair.refresh_token,
-        refresh_expires_in=pair.refresh_expires_in,
-        user=UserOut.model_validate(pair.user),
-    )
+    return RefreshResponse(**token_fields(pair))
 
 
 @router.post(

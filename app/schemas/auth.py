@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from app.core.config import Channel
 from app.schemas.common import ChannelInput, PhoneInput, TextInput
 from app.schemas.users import UserOut
+from app.services.sessions import TokenPair
 
 
 class SendVerificationRequest(BaseModel):
@@ -60,6 +61,17 @@ class TokenPairOut(BaseModel):
     refresh_expires_in: int = Field(
         description="Seconds until the refresh token expires", examples=[2592000]
     )
+
+
+def token_fields(pair: TokenPair) -> dict[str, Any]:
+    """The fields of a token pair and its user, for the responses that carry them."""
+    return {
+        "access_token": pair.access.token,
+        "expires_in": pair.access.expires_in,
+        "refresh_token": pair.refresh_token,
+        "refresh_expires_in": pair.refresh_expires_in,
+        "user": UserOut.model_validate(pair.user),
+    }
 
 
 class VerifyCodeResponse(TokenPairOut):

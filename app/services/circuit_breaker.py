@@ -12,6 +12,8 @@ import asyncio
 import logging
 import math
 import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from app.core.metrics import Metrics
 from app.services.verify_provider import (
@@ -25,6 +27,8 @@ from app.services.verify_provider import (
 )
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 class ProviderCircuitOpen(ProviderError):
@@ -64,13 +68,20 @@ class CircuitBreaker:
 
     async def start(self, request: StartRequest) -> StartResult:
         """Start through the breaker."""
+        return await self._call("start", lambda: self._inner.start(request))
+
+    async def check(self, request: CheckRequest) -> CheckOutcome:
+        """Check through the breaker."""
+        return await self._call("check", lambda: self._inner.check(request))
+
+    async def _call(self, operation: str, call: Callable[[], Awaitable[T]]) -> T:
         probe = self._admit()
         try:
             async with asyncio.timeout(self._deadline):
-                result = await self._inner.start(request)
+                result = await call()
         except TimeoutError as exc:
             self._failed(probe)
-            raise ProviderUnavailable(f"start: no answer within {self._deadline}s") from exc
+            raise ProviderUnavailable(f"{operation}: no answer within {self._deadline}s") from exc
         except ProviderUnavailable:
             self._failed(probe)
             raise
@@ -82,27 +93,6 @@ class CircuitBreaker:
             raise
         self._succeeded(probe)
         return result
-
-    async def check(self, request: CheckRequest) -> CheckOutcome:
-        """Check through the breaker."""
-        probe = self._admit()
-        try:
-            async with asyncio.timeout(self._deadline):
-                outcome = await self._inner.check(request)
-        except TimeoutError as exc:
-            self._failed(probe)
-            raise ProviderUnavailable(f"check: no answer within {self._deadline}s") from exc
-        except ProviderUnavailable:
-            self._failed(probe)
-            raise
-        except ProviderError:
-            self._succeeded(probe)
-            raise
-        except BaseException:
-            self._release(probe)
-            raise
-        self._succeeded(probe)
-        return outcome
 
     def _admit(self) -> bool:
         """Let a call through; True when it is the half-open probe."""
