@@ -123,7 +123,9 @@ CurrentUser = Annotated[User, Depends(get_current_user)]
 def get_client_ip(request: Request, resources: ResourcesDep) -> str | None:
     """The client's address: the socket peer, or what a trusted proxy says it is."""
     peer = request.client.host if request.client else None
-    return client_ip(peer, request.headers.get("x-forwarded-for"), resources.trusted_proxies)
+    # A proxy may add its own header line rather than append to the client's.
+    forwarded = ",".join(request.headers.getlist("x-forwarded-for")) or None
+    return client_ip(peer, forwarded, resources.trusted_proxies)
 
 
 ClientIP = Annotated[str | None, Depends(get_client_ip)]

@@ -15,9 +15,13 @@ def parse_networks(cidrs: Sequence[str]) -> tuple[Network, ...]:
 
 def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     try:
-        return ipaddress.ip_address(text.strip())
+        address = ipaddress.ip_address(text.strip())
     except ValueError:
         return None
+    # A dual-stack listener reports IPv4 clients as ::ffff:a.b.c.d.
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
 
 
 def _trusted(
@@ -30,7 +34,8 @@ def client_ip(
     peer: str | None, forwarded_for: str | None, trusted: tuple[Network, ...]
 ) -> str | None:
     """The socket peer, unless it is a trusted proxy: then the right-most
-    `X-Forwarded-For` address that is not itself a trusted proxy.
+    `X-Forwarded-For` address that is not itself a trusted proxy (the left-most
+    when every hop is trusted, as uvicorn does).
 
     A header sent by anyone else is ignored, so a client cannot choose its address.
     """
@@ -39,6 +44,7 @@ def client_ip(
     peer_address = _address(peer)
     if peer_address is None or not _trusted(peer_address, trusted):
         return peer
+    first = None
     for hop in reversed(forwarded_for.split(",")):
         address = _address(hop)
         if address is None:
@@ -46,4 +52,5 @@ def client_ip(
             return peer
         if not _trusted(address, trusted):
             return str(address)
-    return peer
+        first = address
+    return str(first) if first is not None else peer

@@ -158,8 +158,8 @@ class LoginLimits:
     ) -> Refusal | None:
         """Count a send; say which limit refuses it, if any.
 
-        Client limits are tested before anything is taken from the per-phone
-        and budget windows, so a refused request never uses up a number's sends.
+        The client's limit is counted first; a request it refuses takes nothing
+        from the number's sends or the market's budget.
         """
         if not self._enabled:
             return None
@@ -167,15 +167,13 @@ class LoginLimits:
         if refusal or test_number:
             return refusal
         budget = self._budgets.get(market, [])
-        for limit, items, key in (
-            (Limit.SEND_PER_PHONE, self._send_per_phone, phone),
-            (Limit.SMS_BUDGET, budget, market),
-        ):
-            refusal = await self._test(limit, items, key)
-            if refusal:
-                return refusal
-        return await self._take(Limit.SEND_PER_PHONE, self._send_per_phone, phone) or (
-            await self._take(Limit.SMS_BUDGET, budget, market)
+        refusal = await self._test(Limit.SEND_PER_PHONE, self._send_per_phone, phone)
+        if refusal:
+            return refusal
+        # The budget is taken before the number's sends, so a send the budget
+        # refuses never uses up that number's limit.
+        return await self._take(Limit.SMS_BUDGET, budget, market) or (
+            await self._take(Limit.SEND_PER_PHONE, self._send_per_phone, phone)
         )
 
     async def allow_verify(

@@ -37,6 +37,8 @@ PROXIES = parse_networks(["10.0.0.0/8", "192.0.2.1", "2001:db8:ffff::/48"])
         # A garbage hop where a proxy's entry should be: trust nothing left of it.
         ("10.0.0.5", "203.0.113.9, garbage", "10.0.0.5"),
         ("10.0.0.5", "203.0.113.9, 10.1.2.3, ", "10.0.0.5"),
+        # Every hop a trusted proxy: the client is inside; the left-most hop, as uvicorn.
+        ("10.0.0.5", "10.9.9.9, 10.1.2.3", "10.9.9.9"),
         # IPv6 peers and hops.
         ("2001:db8:ffff::1", "2001:db8:1::7", "2001:db8:1::7"),
         ("2001:db8:ffff::1", "2001:DB8:1:0:0:0:0:7", "2001:db8:1::7"),
@@ -109,12 +111,6 @@ async def test_behind_trusted_proxies_the_right_most_untrusted_address_is_the_cl
     assert start.call_count == 1
 
 
-@pytest.mark.xfail(
-    reason="app bug: app/dependencies.py get_client_ip reads only the first "
-    "X-Forwarded-For header line (request.headers.get), so a proxy that appends its "
-    "own line lets the client's line choose the address",
-    strict=True,
-)
 async def test_forwarded_for_split_over_several_header_lines(
     client_for: ClientFactory, twilio: respx.MockRouter
 ) -> None:
@@ -131,11 +127,5 @@ async def test_forwarded_for_split_over_several_header_lines(
     assert form(start.calls.last.request)["DeviceIp"] == "203.0.113.5"
 
 
-@pytest.mark.xfail(
-    reason="app bug: app/services/client_ip.py compares an IPv4-mapped IPv6 peer "
-    "(::ffff:10.0.0.5, as a dual-stack listener reports IPv4 clients) with IPv4 "
-    "networks and never finds it trusted, so every client gets the proxy's address",
-    strict=True,
-)
 def test_ipv4_mapped_peer_of_a_trusted_proxy() -> None:
     assert client_ip("::ffff:10.0.0.5", "203.0.113.9", PROXIES) == "203.0.113.9"

@@ -225,13 +225,6 @@ async def test_limiter_goes_back_to_redis_when_it_returns(
 
 
 @pytest.mark.redis
-@pytest.mark.xfail(
-    reason="app bug: app/services/rate_limits.py LoginLimits.allow_send tests the per-phone "
-    "and budget windows, then takes them one after the other; on Redis concurrent sends all "
-    "pass the test, all take their per-phone send, and those then refused by the budget (503) "
-    "keep a used-up cooldown (429 on their next send) though nothing was sent to them",
-    strict=True,
-)
 async def test_numbers_refused_for_the_budget_in_a_race_keep_their_sends_on_redis(
     client_for: ClientFactory, twilio: respx.MockRouter, redis_url: str, key_prefix: str
 ) -> None:
