@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # Phone Auth service image.
 #   docker build -t phone-auth .        (or: podman build --format docker -t phone-auth .)
 #   docker run --rm -p 8000:8000 -e DATABASE_URL=… -e JWT_SECRET_KEY=… phone-auth
@@ -19,7 +18,8 @@ ENV PATH=/opt/venv/bin:$PATH
 
 # Only the lock file first: this layer is rebuilt only when requirements change.
 COPY requirements.txt /tmp/requirements.txt
-RUN pip install -r /tmp/requirements.txt
+RUN pip install -r /tmp/requirements.txt \
+    && pip uninstall --yes pip setuptools wheel
 
 # --- runtime ------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Annotated
 
 from pydantic import (
@@ -36,7 +37,8 @@ class UserOut(BaseModel):
 def _clean(value: object) -> object:
     if isinstance(value, str):
         value = value.strip()
-        if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        # Cc: C0 and C1 controls (terminal escapes among them), DEL.
+        if any(unicodedata.category(ch) == "Cc" for ch in value):
             raise PydanticCustomError("control", "Enter a valid value.")
     return value
 

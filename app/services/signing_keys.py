@@ -17,8 +17,10 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+from jose import jwt
 
 from app.core.config import Settings
 
@@ -118,6 +120,7 @@ class KeySet:
     def __init__(self, settings: Settings) -> None:
         self.algorithm = settings.jwt_algorithm
         self._verifying: dict[str, VerifyingKey] = {}
+        self._ec_private: ec.EllipticCurvePrivateKey | None = None
         if self.algorithm == "HS256":
             secret = settings.signing_secret
             self.kid = "hs256-" + _b64(hashlib.sha256(b"kid\x00" + secret.encode()).digest())[:16]
@@ -130,6 +133,8 @@ class KeySet:
                 if pem
                 else _generate_private_key(self.algorithm)
             )
+            if isinstance(private, ec.EllipticCurvePrivateKey):
+                self._ec_private = private
             public = private.public_key()
             _, jwk = public_jwk(public)
             self.kid = jwk["kid"]
@@ -146,6 +151,28 @@ class KeySet:
             self._verifying.setdefault(
                 jwk["kid"], VerifyingKey(jwk["kid"], algorithm, _public_pem(old), jwk)
             )
+
+    def sign(self, claims: dict[str, Any]) -> str:
+        """A JWT of `claims` under the current key; the same claims give the same token.
+
+        HS256 and RS256 signatures are deterministic already; ES256 uses
+        deterministic ECDSA (RFC 6979), so a retried refresh gets identical bytes.
+        """
+        headers = {"kid": self.kid}
+        if self.algorithm != "ES256":
+            return jwt.encode(claims, self.signing_key, algorithm=self.algorithm, headers=headers)
+        header = {"alg": "ES256", "kid": self.kid, "typ": "JWT"}
+        signing_input = (
+            _b64(json.dumps(header, separators=(",", ":")).encode())
+            + "."
+            + _b64(json.dumps(claims, separators=(",", ":")).encode())
+        )
+        assert self._ec_private is not None
+        der = self._ec_private.sign(
+            signing_input.encode(), ec.ECDSA(hashes.SHA256(), deterministic_signing=True)
+        )
+        r, s = decode_dss_signature(der)
+        return f"{signing_input}.{_b64(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
 
     def verifying_key(self, kid: str | None) -> VerifyingKey | None:
         """The key for a token's `kid`; the current key for a token without one."""

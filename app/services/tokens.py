@@ -75,12 +75,7 @@ class TokenService:
             "aud": self._audience,
             "jti": jti or uuid.uuid4().hex,
         }
-        token = jwt.encode(
-            claims,
-            self.keys.signing_key,
-            algorithm=self.keys.algorithm,
-            headers={"kid": self.keys.kid},
-        )
+        token = self.keys.sign(claims)
         return AccessToken(token=token, expires_in=self._lifetime)
 
     def verify(self, token: str) -> TokenClaims:

@@ -1,10 +1,11 @@
 """The image builds, migrates a database, serves a login and stops cleanly.
 
-Needs `podman` (skipped without it) and `TEST_DATABASE_URL` pointing at PostgreSQL
-(the container reaches it over the host's network). The test builds the image from
-the Dockerfile, runs `alembic upgrade head` in it against a database made for the
-test, starts the service read-only as the console provider, logs in with the code
-from the container's log, checks the HEALTHCHECK and stops it with SIGTERM.
+Needs `podman` (skipped without it, or when `SKIP_CONTAINER_TESTS` gives a reason)
+and `TEST_DATABASE_URL` pointing at PostgreSQL (the container reaches it over the
+host's network). The test builds the image from the Dockerfile, runs `alembic
+upgrade head` in it against a database made for the test, starts the service
+read-only as the console provider, logs in with the code from the container's log,
+checks the HEALTHCHECK and stops it with SIGTERM.
 Containers, the image and the database are removed however the test ends.
 """
 
@@ -92,6 +93,8 @@ def postgres_url() -> str:
     url = os.environ.get("TEST_DATABASE_URL", "")
     if PODMAN is None:
         pytest.skip("podman is not installed: the image cannot be built here")
+    if reason := os.environ.get("SKIP_CONTAINER_TESTS"):
+        pytest.skip(reason)
     if not url.startswith("postgresql"):
         pytest.skip("TEST_DATABASE_URL (PostgreSQL) is not set: the container needs a database")
     return url
@@ -154,7 +157,9 @@ def test_image_metadata(image: str) -> None:
     assert "8000/tcp" in config["Config"]["ExposedPorts"]
     assert config["Config"]["Entrypoint"] == ["python", "-m", "app"]
     assert config["Config"]["Cmd"] == ["serve"]
-    assert "/healthz" in " ".join(config["Config"]["Healthcheck"]["Test"])
+    # podman shows the HEALTHCHECK beside Config, docker inside it.
+    healthcheck = config.get("Healthcheck") or config["Config"]["Healthcheck"]
+    assert "/healthz" in " ".join(healthcheck["Test"])
     env = dict(item.split("=", 1) for item in config["Config"]["Env"])
     assert env["ENVIRONMENT"] == "production"
     assert env["LOG_FORMAT"] == "json"
@@ -162,9 +167,15 @@ def test_image_metadata(image: str) -> None:
     assert env["DATABASE_URL"].startswith("sqlite+aiosqlite:////tmp/")
     # The Deployment's preStop hook runs `sleep`; the tests, caches and secrets stay out.
     listing = podman(
-        "run", "--rm", "--entrypoint", "sh", image, "-c", "command -v sleep && ls -A /app"
+        "run",
+        "--rm",
+        "--entrypoint",
+        "sh",
+        image,
+        "-c",
+        "command -v sleep >/dev/null && ls -A /app",
     )
-    assert listing.split() == ["/bin/sleep", "alembic", "alembic.ini", "app"]
+    assert listing.split() == ["alembic", "alembic.ini", "app"]
 
 
 def _wait_ready(base: str, name: str) -> None:
@@ -259,3 +270,4 @@ def test_migrate_serve_login_and_stop(
     assert time.monotonic() - started < 25
     exit_code = podman("inspect", "--format", "{{.State.ExitCode}}", container_name).strip()
     assert exit_code == "0", _logs(container_name)
+    assert "Stopped: HTTP client and database pool closed" in _logs(container_name)

@@ -125,6 +125,30 @@ async def test_control_characters_are_refused(
     assert (await me(client, body["access_token"])).json() == body["user"]
 
 
+@pytest.mark.parametrize(
+    ("field", "value"), [("name", "ai\x9bda"), ("full_name", "Aida\x85Bekova")]
+)
+async def test_c1_control_characters_are_refused(
+    client: httpx.AsyncClient, field: str, value: str
+) -> None:
+    body = await login(client)
+
+    refused = await patch(client, body["access_token"], {field: value})
+
+    assert refused.status_code == 400
+    assert list(refused.json()) == [field]
+    assert (await me(client, body["access_token"])).json() == body["user"]
+
+
+async def test_a_name_must_be_text(client: httpx.AsyncClient) -> None:
+    body = await login(client)
+
+    refused = await patch(client, body["access_token"], {"name": 12345})
+
+    assert refused.status_code == 400
+    assert refused.json() == {"name": ["Not a valid string."]}
+
+
 async def test_whole_object_patch_with_current_values_is_accepted(
     client: httpx.AsyncClient,
 ) -> None:

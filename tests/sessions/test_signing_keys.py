@@ -115,6 +115,21 @@ async def test_pyjwt_refuses_a_token_the_jwks_did_not_sign(
         verify_with_jwks(token, jwks, algorithm)
 
 
+async def test_keys_may_come_as_one_line_with_escaped_newlines(client_for: ClientFactory) -> None:
+    """How a PEM usually sits in `.env`: `JWT_PRIVATE_KEY="-----BEGIN...\\n..."`."""
+    old, current = private_key("ES256"), private_key("ES256")
+    async with client_for(
+        jwt_algorithm="ES256",
+        jwt_private_key=private_pem(current).replace("\n", "\\n"),
+        jwt_previous_public_keys=public_pem(old).replace("\n", "\\n"),
+    ) as client:
+        body = await login(client)
+        jwks = (await client.get(JWKS)).json()
+
+    assert sorted(k["kid"] for k in jwks["keys"]) == sorted([thumbprint(old), thumbprint(current)])
+    assert verify_with_jwks(body["access_token"], jwks, "ES256")["sub"] == body["user"]["id"]
+
+
 async def test_hs256_publishes_no_keys(client: httpx.AsyncClient) -> None:
     published = await client.get(JWKS)
 
@@ -230,23 +245,38 @@ async def test_unsigned_tokens_are_refused(client_for: ClientFactory) -> None:
         assert_unauthorized(await me(client, unsigned), INVALID_TOKEN)
 
 
-def test_production_refuses_rs256_without_a_private_key() -> None:
+@pytest.mark.parametrize("algorithm", ASYMMETRIC)
+def test_production_refuses_an_asymmetric_algorithm_without_a_private_key(algorithm: str) -> None:
     with pytest.raises(ValidationError, match="JWT_PRIVATE_KEY"):
+        Settings(  # type: ignore[call-arg]
+            _env_file=None,
+            environment="production",
+            jwt_algorithm=algorithm,
+            verify_provider="twilio",
+        )
+
+
+def test_production_refuses_an_unreadable_private_key_file(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="JWT_PRIVATE_KEY_FILE"):
         Settings(  # type: ignore[call-arg]
             _env_file=None,
             environment="production",
             jwt_algorithm="RS256",
             verify_provider="twilio",
+            jwt_private_key_file=tmp_path / "missing.pem",
         )
 
 
-def test_production_accepts_rs256_with_a_private_key() -> None:
-    settings = Settings(  # type: ignore[call-arg]
-        _env_file=None,
-        environment="production",
-        jwt_algorithm="RS256",
-        verify_provider="twilio",
-        jwt_private_key=private_pem(private_key("RS256")),
-    )
+def test_production_accepts_rs256_with_a_private_key(tmp_path: Path) -> None:
+    path = tmp_path / "signing.pem"
+    path.write_text(private_pem(private_key("RS256")))
 
-    assert settings.jwt_algorithm == "RS256"
+    for key in ({"jwt_private_key": path.read_text()}, {"jwt_private_key_file": path}):
+        settings = Settings(  # type: ignore[call-arg]
+            _env_file=None,
+            environment="production",
+            jwt_algorithm="RS256",
+            verify_provider="twilio",
+            **key,
+        )
+        assert settings.private_key_pem() == path.read_text()
