@@ -10,8 +10,8 @@ from pathlib import Path
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy import text
-from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.exc import OperationalError, ProgrammingError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.services.rate_limits import RateLimiter
 
@@ -55,14 +55,24 @@ class ReadinessChecker:
                     if self._migrated:
                         await connection.execute(text("SELECT 1"))
                         return "ok"
-                    current = (
-                        await connection.execute(text("SELECT version_num FROM alembic_version"))
-                    ).scalar_one_or_none()
+                    current = await _current_revision(connection)
         except (SQLAlchemyError, OSError, TimeoutError) as exc:
             logger.warning("Readiness: database check failed (%s)", type(exc).__name__)
             return "unreachable"
         if current != self.head:
-            return f"migrations not at head ({current} != {self.head})"
+            return f"migrations not at head ({current or 'none applied'} != {self.head})"
         # Migrations only move forward while a version runs.
         self._migrated = True
         return "ok"
+
+
+async def _current_revision(connection: AsyncConnection) -> str | None:
+    """The applied revision, or None on a database never migrated."""
+    try:
+        result = await connection.execute(text("SELECT version_num FROM alembic_version"))
+    except (ProgrammingError, OperationalError) as exc:
+        if exc.connection_invalidated:
+            raise
+        # The database answers but has no alembic_version table.
+        return None
+    return result.scalar_one_or_none()

@@ -1,0 +1,155 @@
+"""/healthz and /readyz: liveness touches nothing, readiness names the failed check."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+import httpx
+import pytest
+import respx
+
+from alembic import command
+from app.main import create_app
+from tests.conftest import ClientFactory, SettingsFactory, alembic_config, running
+from tests.ops.conftest import parse_metrics, sample
+from tests.twilio_fixtures import START_PATH, twilio_error
+
+CLOSED_DATABASE = "postgresql+asyncpg://postgres@127.0.0.1:1/x"
+SEND = "/api/v1/auth/send-verification"
+
+
+async def test_healthz_touches_no_dependency(make_settings: SettingsFactory) -> None:
+    settings = make_settings(
+        database_url=CLOSED_DATABASE,
+        rate_limit_storage_url="redis://127.0.0.1:1",
+        twilio_auth_token=None,
+    )
+    async with running(create_app(settings)) as client:
+        answer = await asyncio.wait_for(client.get("/healthz"), timeout=5)
+    assert answer.status_code == 200
+    assert answer.json() == {"status": "ok"}
+
+
+async def test_readyz_200_when_everything_answers(client: httpx.AsyncClient) -> None:
+    answer = await client.get("/readyz")
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {"status": "ok", "checks": {"database": "ok", "provider": "ok"}}
+    # A second probe (the migrations check is cached) still says ready.
+    again = await client.get("/readyz")
+    assert again.status_code == 200
+    assert again.json() == answer.json()
+
+
+async def test_readyz_503_naming_the_database_when_it_is_unreachable(
+    make_settings: SettingsFactory,
+) -> None:
+    # The process starts although the database is down: only readiness says so.
+    async with running(create_app(make_settings(database_url=CLOSED_DATABASE))) as client:
+        assert (await client.get("/healthz")).status_code == 200
+        answer = await asyncio.wait_for(client.get("/readyz"), timeout=15)
+    assert answer.status_code == 503
+    body = answer.json()
+    assert body["status"] == "unavailable"
+    assert body["checks"]["database"] == "unreachable"
+    assert body["checks"]["provider"] == "ok"
+
+
+async def _readyz_on_sqlite(make_settings: SettingsFactory, path: Path) -> httpx.Response:
+    url = f"sqlite+aiosqlite:///{path}"
+    async with running(create_app(make_settings(database_url=url))) as client:
+        return await client.get("/readyz")
+
+
+async def test_readyz_503_on_a_database_never_migrated(
+    make_settings: SettingsFactory, tmp_path: Path
+) -> None:
+    answer = await _readyz_on_sqlite(make_settings, tmp_path / "empty.db")
+    assert answer.status_code == 503
+    assert answer.json()["status"] == "unavailable"
+    assert answer.json()["checks"]["database"] != "ok"
+
+
+async def test_readyz_names_missing_migrations_on_a_database_never_migrated(
+    make_settings: SettingsFactory, tmp_path: Path
+) -> None:
+    answer = await _readyz_on_sqlite(make_settings, tmp_path / "empty.db")
+    assert answer.status_code == 503
+    assert "migrations" in answer.json()["checks"]["database"]
+
+
+async def test_readyz_503_when_migrations_are_behind_head(
+    make_settings: SettingsFactory, tmp_path: Path
+) -> None:
+    path = tmp_path / "old.db"
+    config = alembic_config(f"sqlite+aiosqlite:///{path}")
+    await asyncio.to_thread(command.upgrade, config, "0001")
+    answer = await _readyz_on_sqlite(make_settings, path)
+    assert answer.status_code == 503
+    state = answer.json()["checks"]["database"]
+    assert state.startswith("migrations not at head"), state
+
+    await asyncio.to_thread(command.upgrade, config, "head")
+    assert (await _readyz_on_sqlite(make_settings, path)).status_code == 200
+
+
+async def test_readyz_503_naming_the_provider_without_twilio_credentials(
+    client_for: ClientFactory,
+) -> None:
+    async with client_for(twilio_account_sid=None, twilio_auth_token=None) as client:
+        answer = await client.get("/readyz")
+    assert answer.status_code == 503
+    assert answer.json() == {
+        "status": "unavailable",
+        "checks": {"database": "ok", "provider": "not configured"},
+    }
+
+
+async def test_readyz_503_naming_the_rate_limit_storage_when_redis_is_down(
+    client_for: ClientFactory,
+) -> None:
+    async with client_for(rate_limit_storage_url="redis://127.0.0.1:1") as client:
+        answer = await asyncio.wait_for(client.get("/readyz"), timeout=15)
+    assert answer.status_code == 503
+    assert answer.json() == {
+        "status": "unavailable",
+        "checks": {"database": "ok", "provider": "ok", "rate_limit_storage": "unreachable"},
+    }
+
+
+@pytest.mark.redis
+async def test_readyz_200_with_a_real_redis(client_for: ClientFactory) -> None:
+    redis_url = os.environ.get("TEST_REDIS_URL")
+    if not redis_url:
+        pytest.skip("TEST_REDIS_URL is not set")
+    async with client_for(rate_limit_storage_url=redis_url) as client:
+        answer = await client.get("/readyz")
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["checks"] == {
+        "database": "ok",
+        "provider": "ok",
+        "rate_limit_storage": "ok",
+    }
+
+
+async def test_readyz_stays_200_while_the_twilio_circuit_is_open(
+    client_for: ClientFactory, twilio: respx.MockRouter
+) -> None:
+    down = twilio.post(START_PATH).mock(return_value=twilio_error(20500, 500, "Internal error"))
+    async with client_for(rate_limit_enabled=False, twilio_max_retries=0) as client:
+        for attempt in range(5):
+            phone = f"+99655512345{attempt}"
+            failed = await client.post(SEND, json={"phone": phone})
+            assert failed.status_code == 502, (attempt, failed.text)
+        assert down.call_count == 5
+
+        fast = await client.post(SEND, json={"phone": "+996555123459"})
+        assert fast.status_code == 503, fast.text
+        assert int(fast.headers["Retry-After"]) >= 1
+        assert down.call_count == 5  # failed fast, Twilio not called
+
+        ready = await client.get("/readyz")
+        assert ready.status_code == 200, ready.text
+        metrics = parse_metrics((await client.get("/metrics")).text)
+    assert sample(metrics, "phone_auth_twilio_circuit_open") == 1.0
