@@ -21,13 +21,13 @@ from app.services.tokens import TokenClaims, TokenError
 from app.services.users import get_user
 
 
-def get_resources(request: Request) -> Resources:
+async def get_resources(request: Request) -> Resources:
     """What the lifespan built for this process."""
     resources: Resources = request.app.state.resources
     return resources
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     """The settings the app was built with."""
     settings: Settings = request.app.state.settings
     return settings
@@ -53,7 +53,7 @@ async def get_session(resources: ResourcesDep) -> AsyncIterator[AsyncSession]:
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 
-def get_auth_service(
+async def get_auth_service(
     session: SessionDep, settings: SettingsDep, resources: ResourcesDep
 ) -> AuthService:
     """The login service for this request."""
@@ -67,7 +67,7 @@ def get_auth_service(
     )
 
 
-def get_session_service(
+async def get_session_service(
     session: SessionDep, settings: SettingsDep, resources: ResourcesDep
 ) -> SessionService:
     """The session (refresh/logout) service for this request."""
@@ -120,7 +120,7 @@ async def get_current_user(auth: AuthenticatedDep) -> User:
 CurrentUser = Annotated[User, Depends(get_current_user)]
 
 
-def get_client_ip(request: Request, resources: ResourcesDep) -> str | None:
+async def get_client_ip(request: Request, resources: ResourcesDep) -> str | None:
     """The client's address: the socket peer, or what a trusted proxy says it is."""
     peer = request.client.host if request.client else None
     # A proxy may add its own header line rather than append to the client's.

@@ -16,12 +16,12 @@ from typing import Any
 import httpx
 import pytest
 import respx
-from alembic import command
 from alembic.config import Config
 from fastapi import FastAPI
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from alembic import command
 from app.core.config import Settings
 from app.main import create_app
 from app.models import Base
@@ -57,13 +57,13 @@ def alembic_config(url: str) -> Config:
 
 
 @pytest.fixture(scope="session")
-async def migrated(database_url: str) -> AsyncIterator[str]:
+async def migrated(database_url: str) -> str:
     """Bring the test database to an empty schema at head, once per run."""
     config = alembic_config(database_url)
     # env.py runs its own event loop, so Alembic goes to a thread.
     await asyncio.to_thread(command.downgrade, config, "base")
     await asyncio.to_thread(command.upgrade, config, "head")
-    yield database_url
+    return database_url
 
 
 @pytest.fixture(scope="session")
@@ -102,6 +102,9 @@ def make_settings(migrated: str) -> SettingsFactory:
             "twilio_auth_token": AUTH_TOKEN,
             "twilio_verify_service_sid": SERVICE_SID,
             "twilio_verify_base_url": TWILIO_BASE_URL,
+            # respx mocks httpx's own transport; production's aiohttp transport
+            # has its own tests in tests/services/test_http_client.py.
+            "twilio_http_transport": "httpx",
             "jwt_secret_key": JWT_SECRET,
             "log_level": "INFO",
         }

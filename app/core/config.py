@@ -116,6 +116,7 @@ class Settings(BaseSettings):
     twilio_read_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
     twilio_max_retries: int = Field(default=2, ge=0, le=5)
     twilio_max_connections: int = Field(default=100, ge=1, le=1000)
+    twilio_http_transport: Literal["aiohttp", "httpx"] = "aiohttp"
     twilio_deadline_seconds: float = Field(default=15.0, gt=0, le=300)
     twilio_circuit_failures: int = Field(default=5, ge=1, le=1000)
     twilio_circuit_reset_seconds: float = Field(default=30.0, gt=0, le=3600)
@@ -138,6 +139,7 @@ class Settings(BaseSettings):
     rate_limit_enabled: bool = True
     rate_limit_storage_url: str = Field(default="memory://", pattern=r"^(memory|redis|rediss)://")
     rate_limit_key_prefix: str = Field(default="phone-auth", min_length=1)
+    rate_limit_redis_max_connections: int = Field(default=50, ge=1, le=1000)
     rate_limit_send_per_phone: str = "1/minute;5/hour;10/day"
     rate_limit_send_per_ip: str = "20/hour"
     rate_limit_verify_per_ip: str = "60/hour"

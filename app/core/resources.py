@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.core.config import Settings
 from app.core.database import create_engine, create_sessionmaker
+from app.core.http_client import create_http_client
 from app.core.metrics import Metrics
 from app.services.circuit_breaker import CircuitBreaker
 from app.services.client_ip import Network, parse_networks
@@ -46,21 +47,6 @@ class Resources:
         await self.http_client.aclose()
         await self.limiter.aclose()
         await self.engine.dispose()
-
-
-def create_http_client(settings: Settings) -> httpx.AsyncClient:
-    """The one client that talks to Twilio, sized for the expected concurrency."""
-    return httpx.AsyncClient(
-        timeout=httpx.Timeout(
-            settings.twilio_read_timeout_seconds, connect=settings.twilio_connect_timeout_seconds
-        ),
-        limits=httpx.Limits(
-            max_connections=settings.twilio_max_connections,
-            max_keepalive_connections=settings.twilio_max_connections,
-            keepalive_expiry=60,
-        ),
-        headers={"User-Agent": "phone-auth/0.1", "Accept": "application/json"},
-    )
 
 
 def create_provider(
@@ -100,7 +86,11 @@ def create_resources(settings: Settings, metrics: Metrics) -> Resources:
     http_client = create_http_client(settings)
     hasher = CodeHasher(settings.signing_secret)
     test_numbers = TestNumbers(settings.test_phone_numbers, settings.test_phone_numbers_valid_until)
-    limiter = RateLimiter(settings.rate_limit_storage_url, settings.rate_limit_key_prefix)
+    limiter = RateLimiter(
+        settings.rate_limit_storage_url,
+        settings.rate_limit_key_prefix,
+        max_connections=settings.rate_limit_redis_max_connections,
+    )
     primary = create_provider(settings, http_client, hasher, metrics)
     return Resources(
         engine=engine,

@@ -17,6 +17,7 @@ from limits import RateLimitItem, parse_many
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.errors import StorageError
+from redis.asyncio import BlockingConnectionPool
 
 from app.core.config import Settings
 
@@ -50,27 +51,41 @@ def parse_limits(text: str) -> list[RateLimitItem]:
     return sorted(parse_many(text), key=lambda item: item.get_expiry())
 
 
-def _storage_for(url: str, key_prefix: str) -> Storage:
-    if url.startswith(("redis://", "rediss://")):
-        return RedisStorage(
-            f"async+{url}",
-            implementation="redispy",
-            key_prefix=key_prefix,
-            wrap_exceptions=True,
-            socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
-            socket_timeout=REDIS_TIMEOUT_SECONDS,
-        )
-    if url.startswith("memory://"):
-        return MemoryStorage()
-    raise ValueError(f"RATE_LIMIT_STORAGE_URL must be memory:// or redis://, not {url!r}")
+def _redis_pool(url: str, max_connections: int) -> BlockingConnectionPool:
+    """A bounded pool whose callers wait briefly for a connection rather than fail."""
+    return BlockingConnectionPool.from_url(
+        url,
+        max_connections=max_connections,
+        timeout=REDIS_TIMEOUT_SECONDS,
+        socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
+        socket_timeout=REDIS_TIMEOUT_SECONDS,
+    )
 
 
 class RateLimiter:
     """Moving-window limits over the configured storage, with an in-process fallback."""
 
-    def __init__(self, storage_url: str, key_prefix: str = "phone-auth") -> None:
-        self._storage = _storage_for(storage_url, key_prefix)
-        self._shared = not isinstance(self._storage, MemoryStorage)
+    def __init__(
+        self, storage_url: str, key_prefix: str = "phone-auth", *, max_connections: int = 50
+    ) -> None:
+        self._pool: BlockingConnectionPool | None = None
+        self._storage: Storage
+        if storage_url.startswith(("redis://", "rediss://")):
+            self._pool = _redis_pool(storage_url, max_connections)
+            self._storage = RedisStorage(
+                f"async+{storage_url}",
+                implementation="redispy",
+                key_prefix=key_prefix,
+                wrap_exceptions=True,
+                connection_pool=self._pool,  # type: ignore[arg-type]  # passed through to redis-py
+            )
+        elif storage_url.startswith("memory://"):
+            self._storage = MemoryStorage()
+        else:
+            raise ValueError(
+                f"RATE_LIMIT_STORAGE_URL must be memory:// or redis://, not {storage_url!r}"
+            )
+        self._shared = self._pool is not None
         self._primary = MovingWindowRateLimiter(self._storage)
         self._fallback = MovingWindowRateLimiter(MemoryStorage())
         self._primary_down_until = 0.0
@@ -133,6 +148,8 @@ class RateLimiter:
         client = getattr(getattr(self._storage, "bridge", None), "storage", None)
         if client is not None:
             await client.aclose()
+        if self._pool is not None:
+            await self._pool.disconnect()
         for strategy in (self._primary, self._fallback):
             timer = getattr(strategy.storage, "timer", None)
             if timer is not None and not timer.done():

@@ -180,6 +180,7 @@ class VerificationService:
         )
         existing = await self._session.scalar(
             select(Verification).where(
+                Verification.phone == phone.e164,
                 Verification.provider_sid == result.sid,
                 Verification.status == VerificationStatus.PENDING,
             )

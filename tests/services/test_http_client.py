@@ -1,0 +1,111 @@
+"""The Twilio HTTP client over aiohttp: real sockets, and errors that keep retries safe."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import httpx
+import pytest
+
+from app.core.config import Settings
+from app.core.http_client import TwilioAiohttpTransport, create_http_client
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+def _settings(**overrides: object) -> Settings:
+    return Settings(_env_file=None, twilio_read_timeout_seconds=2, **overrides)  # type: ignore[arg-type]
+
+
+async def _serve(handler: Handler) -> tuple[asyncio.Server, str]:
+    server = await asyncio.start_server(handler, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    return server, f"http://127.0.0.1:{port}"
+
+
+async def _read_request(reader: asyncio.StreamReader) -> bytes:
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":")[1])
+    return head + await reader.readexactly(length)
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[httpx.AsyncClient]:
+    http = create_http_client(_settings(twilio_http_transport="aiohttp"))
+    assert isinstance(http._transport, TwilioAiohttpTransport)
+    yield http
+    await http.aclose()
+
+
+async def test_posts_a_form_and_reads_json(client: httpx.AsyncClient) -> None:
+    seen: list[bytes] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen.append(await _read_request(reader))
+        body = b'{"sid": "VE1", "status": "pending"}'
+        writer.write(
+            b"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\n"
+            b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+        )
+        await writer.drain()
+        writer.close()
+
+    server, url = await _serve(handler)
+    async with server:
+        response = await client.post(
+            f"{url}/v2/Services/VA1/Verifications",
+            data={"To": "+996555123456", "Channel": "sms"},
+            auth=httpx.BasicAuth("AC1", "token"),
+        )
+    assert response.status_code == 201
+    assert response.json() == {"sid": "VE1", "status": "pending"}
+    request = seen[0]
+    assert request.startswith(b"POST /v2/Services/VA1/Verifications HTTP/1.1")
+    assert b"To=%2B996555123456&Channel=sms" in request
+    assert b"Authorization: Basic " in request or b"authorization: Basic " in request
+
+
+async def test_refused_connection_is_a_connect_error(client: httpx.AsyncClient) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    # Nothing listens there now: the request surely never reached a server.
+    with pytest.raises(httpx.ConnectError):
+        await client.post(f"http://127.0.0.1:{port}/x", data={"a": "b"})
+
+
+async def test_disconnect_after_the_request_is_not_a_connect_error(
+    client: httpx.AsyncClient,
+) -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_request(reader)
+        writer.close()  # the request arrived; no answer
+
+    server, url = await _serve(handler)
+    async with server:
+        with pytest.raises(httpx.TransportError) as caught:
+            await client.post(f"{url}/x", data={"a": "b"})
+    # A connect error would be retried by the adapter and could send a second SMS.
+    assert not isinstance(caught.value, httpx.ConnectError | httpx.ConnectTimeout)
+
+
+async def test_slow_answer_times_out(client: httpx.AsyncClient) -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_request(reader)
+        await asyncio.sleep(5)
+        writer.close()
+
+    server, url = await _serve(handler)
+    async with server:
+        with pytest.raises(httpx.TimeoutException):
+            await client.post(f"{url}/x", data={"a": "b"}, timeout=httpx.Timeout(0.3))
+
+
+def test_httpx_transport_can_be_chosen() -> None:
+    http = create_http_client(_settings(twilio_http_transport="httpx"))
+    assert isinstance(http._transport, httpx.AsyncHTTPTransport)
