@@ -89,12 +89,16 @@ class Authenticated:
 
 
 async def get_authenticated(
+    request: Request,
     session: SessionDep,
     sessions: SessionServiceDep,
     resources: ResourcesDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Authenticated:
     """Check the bearer token, its session and its user."""
+    if len(request.headers.getlist("authorization")) > 1:
+        # Ambiguous: a proxy may have checked the other one.
+        raise NotAuthenticated()
     if credentials is None:
         raise NotAuthenticated(MSG_NOT_AUTHENTICATED)
     try:

@@ -15,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +28,8 @@ MSG_NOT_AUTHENTICATED = "Authentication credentials were not provided."
 MSG_INVALID_TOKEN = "Invalid or expired token."  # noqa: S105 (a message, not a secret)
 MSG_USER_INACTIVE = "User account is disabled."
 MSG_BAD_BODY = "Request body must be a JSON object."
+# What FastAPI says when a body cannot be read (e.g. not UTF-8).
+FASTAPI_BODY_PARSE_ERROR = "There was an error parsing the body"
 MSG_DATABASE_UNAVAILABLE = "The service is temporarily unavailable. Please try again."
 
 # Routes whose error bodies carry `"success": false` next to `detail`.
@@ -197,9 +200,19 @@ DATABASE_DOWN_ERRORS: tuple[type[Exception], ...] = (
 )
 
 
+async def http_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    """FastAPI's own errors as `{"detail": ...}`; an unreadable body in the contract's words."""
+    assert isinstance(exc, StarletteHTTPException)
+    detail = exc.detail
+    if exc.status_code == 400 and detail == FASTAPI_BODY_PARSE_ERROR:
+        detail = MSG_BAD_BODY
+    return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=exc.headers)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Register the handlers on `app`."""
     app.add_exception_handler(AppError, app_error_handler)
+    app.add_exception_handler(StarletteHTTPException, http_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     for error in DATABASE_DOWN_ERRORS:
         app.add_exception_handler(error, database_error_handler)

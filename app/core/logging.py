@@ -84,9 +84,15 @@ def configure_logging(settings: Settings) -> None:
                 "uvicorn.error": {"handlers": [], "propagate": True},
                 # Our middleware logs every request with its route and duration.
                 "uvicorn.access": {"level": "WARNING", "handlers": [], "propagate": True},
-                # httpx logs full request URLs at INFO; keep it quiet.
+                # These log URLs, statements and their parameters (phone numbers,
+                # token hashes) at INFO/DEBUG: never below WARNING.
                 "httpx": {"level": "WARNING"},
                 "httpcore": {"level": "WARNING"},
+                "aiosqlite": {"level": "WARNING"},
+                "asyncpg": {"level": "WARNING"},
+                "sqlalchemy": {"level": "WARNING"},
+                "aiohttp": {"level": "WARNING"},
+                "redis": {"level": "WARNING"},
             },
             "root": {"level": settings.log_level, "handlers": ["stderr"]},
         }

@@ -25,7 +25,7 @@ from app.schemas.auth import (
     VerifyCodeResponse,
     token_fields,
 )
-from app.schemas.common import DetailBody, FieldErrorsBody, RateLimitedBody, SendErrorBody
+from app.schemas.common import BadRequestBody, DetailBody, RateLimitedBody, SendErrorBody
 from app.services.sessions import MSG_INVALID_REFRESH
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
@@ -41,7 +41,7 @@ def _error(model: type[Any], description: str, example: dict[str, Any]) -> dict[
 
 SEND_ERRORS: dict[int | str, dict[str, Any]] = {
     400: _error(
-        FieldErrorsBody,
+        BadRequestBody,
         "Invalid phone number, unsupported country, or a number that cannot take SMS",
         {"phone": ["Phone number must start with country code (e.g., +996 or +1)"]},
     ),
@@ -76,7 +76,7 @@ SEND_ERRORS: dict[int | str, dict[str, Any]] = {
 
 VERIFY_ERRORS: dict[int | str, dict[str, Any]] = {
     400: _error(
-        FieldErrorsBody,
+        BadRequestBody,
         "Invalid input (a field map) or a wrong, expired or unknown code "
         f'(`{{"detail": "{MSG_INVALID_CODE}"}}`)',
         {"detail": MSG_INVALID_CODE},
@@ -153,7 +153,7 @@ async def verify_code(
     "revoked. Within that interval (a retried request) the same new pair is returned.",
     response_model=RefreshResponse,
     responses={
-        400: _error(FieldErrorsBody, "Missing refresh token", {"refresh_token": [MSG_REQUIRED]}),
+        400: _error(BadRequestBody, "Missing refresh token", {"refresh_token": [MSG_REQUIRED]}),
         401: _error(
             DetailBody, "Unknown, expired, revoked or reused token", {"detail": MSG_INVALID_REFRESH}
         ),
@@ -176,7 +176,7 @@ async def refresh_tokens(
     description="Revokes this session (its refresh tokens and access tokens), or with "
     '`{"scope": "global"}` every session of the user. The body is optional.',
     responses={
-        400: _error(FieldErrorsBody, "Unknown scope", {"scope": ["Invalid value."]}),
+        400: _error(BadRequestBody, "Unknown scope", {"scope": ["Invalid value."]}),
         401: _error(DetailBody, "Missing or invalid access token", {"detail": MSG_INVALID_TOKEN}),
         403: _error(DetailBody, "The user is disabled", {"detail": MSG_USER_INACTIVE}),
     },

@@ -8,7 +8,7 @@ from fastapi import APIRouter
 
 from app.core.errors import MSG_INVALID_TOKEN, MSG_USER_INACTIVE
 from app.dependencies import CurrentUser, SessionDep
-from app.schemas.common import DetailBody, FieldErrorsBody
+from app.schemas.common import BadRequestBody, DetailBody
 from app.schemas.users import UserOut, UserUpdate
 from app.services.users import update_profile
 
@@ -51,7 +51,7 @@ async def read_me(user: CurrentUser) -> UserOut:
     responses={
         **AUTH_ERRORS,
         400: {
-            "model": FieldErrorsBody,
+            "model": BadRequestBody,
             "description": "Invalid values or an attempt to change a read-only field",
             "content": {
                 "application/json": {"example": {"phone": ["This field cannot be changed."]}}

@@ -88,8 +88,9 @@ class RateLimitedBody(BaseModel):
     retry_after: int
 
 
-class FieldErrorsBody(RootModel[dict[str, list[str]]]):
-    """Messages per field, e.g. `{"phone": ["Enter a valid phone number."]}`."""
+class BadRequestBody(RootModel[dict[str, list[str]] | DetailBody]):
+    """Messages per field, e.g. `{"phone": ["Enter a valid phone number."]}`, or
+    `{"detail": ...}` for a body that cannot be read or a wrong code."""
 
     model_config = ConfigDict(
         json_schema_extra={

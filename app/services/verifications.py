@@ -243,6 +243,8 @@ class VerificationService:
                 CheckRequest(sid=row.provider_sid, code=code, code_hash=row.code_hash)
             )
         except ProviderError as exc:
+            # The provider gave no verdict: the attempt is not the person's to lose.
+            await self._refund_attempt(row)
             raise _app_error(exc, "verify", phone) from exc
 
         masked = mask_phone(phone.e164)
@@ -311,16 +313,29 @@ class VerificationService:
             .returning(Verification.failed_attempts)
         )
         if attempts is None:
+            # Every attempt is spent or in flight. The row is locked by the check
+            # that fails last, not here: one in flight may still be the right code.
             await session.refresh(row)
-            if row.status in (VerificationStatus.PENDING, VerificationStatus.LOCKED):
-                row.status = VerificationStatus.LOCKED
-                await session.commit()
-                raise TooManyRequests(LOCKED_RETRY_AFTER_SECONDS, MSG_LOCKED)
+            status = row.status
             await session.commit()
+            if status in (VerificationStatus.PENDING, VerificationStatus.LOCKED):
+                raise TooManyRequests(LOCKED_RETRY_AFTER_SECONDS, MSG_LOCKED)
             raise InvalidCode()
         row.failed_attempts = attempts
         await session.commit()
         return row
+
+    async def _refund_attempt(self, row: Verification) -> None:
+        await self._session.execute(
+            update(Verification)
+            .where(
+                Verification.id == row.id,
+                Verification.status == VerificationStatus.PENDING,
+                Verification.failed_attempts > 0,
+            )
+            .values(failed_attempts=Verification.failed_attempts - 1, updated_at=utcnow())
+        )
+        await self._session.commit()
 
     async def _finish(
         self, row: Verification, status: VerificationStatus, *, refund_attempt: bool = False
