@@ -124,7 +124,7 @@ class CircuitBreaker:
         if probe or self._failures >= self._threshold:
             if self._opened_at is None or probe:
                 logger.error(
-                    "Twilio failed %d times in a row: failing fast for %.0fs",
+                    "Twilio failed %d times in a row: failing fast for %.1fs",
                     self._failures,
                     self._reset,
                 )
