@@ -37,7 +37,9 @@ def checked(status: str, to: str, sid: str = VERIFICATION_SID) -> httpx.Response
     """Twilio's 200 for a check: `approved` or `pending` (a wrong code)."""
     return httpx.Response(
         200,
-        json=load("verification_check_approved", to=to, sid=sid, status=status, valid=status == "approved"),
+        json=load(
+            "verification_check_approved", to=to, sid=sid, status=status, valid=status == "approved"
+        ),
     )
 
 

@@ -64,9 +64,7 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_auth_events")),
     )
-    op.create_index(
-        "ix_auth_events_user_id_created_at", "auth_events", ["user_id", "created_at"]
-    )
+    op.create_index("ix_auth_events_user_id_created_at", "auth_events", ["user_id", "created_at"])
 
 
 def downgrade() -> None:

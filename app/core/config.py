@@ -187,7 +187,7 @@ class Settings(BaseSettings):
         normalised: dict[str, str] = {}
         for raw, code in self.test_phone_numbers.items():
             try:
-                phone = parse_phone(raw, check_sms=False)
+                phone = parse_phone(raw)
             except PhoneError as exc:
                 raise ValueError(f"TEST_PHONE_NUMBERS: {raw!r}: {exc}") from exc
             if phone.region not in self.market_by_region:

@@ -43,13 +43,18 @@ class Phone:
     e164: str
     region: str
     national_number: str
+    can_receive_sms: bool = True
 
     def __str__(self) -> str:
         return self.e164
 
 
-def parse_phone(raw: str, *, check_sms: bool = True) -> Phone:
-    """Parse what a person typed into a `Phone`, or raise `PhoneError`."""
+def parse_phone(raw: str, *, check_sms: bool = False) -> Phone:
+    """Parse what a person typed into a `Phone`, or raise `PhoneError`.
+
+    With `check_sms`, a number of a type that cannot take SMS is refused here;
+    otherwise `can_receive_sms` says so and the caller decides when to refuse.
+    """
     text = raw.strip()
     if not text.startswith("+"):
         raise PhoneError(MSG_NO_PLUS)
@@ -64,12 +69,14 @@ def parse_phone(raw: str, *, check_sms: bool = True) -> Phone:
     region = phonenumbers.region_code_for_number(number)
     if region is None:
         raise PhoneError(MSG_INVALID)
-    if check_sms and phonenumbers.number_type(number) in _NO_SMS_TYPES:
+    can_receive_sms = phonenumbers.number_type(number) not in _NO_SMS_TYPES
+    if check_sms and not can_receive_sms:
         raise PhoneError(MSG_NO_SMS)
     return Phone(
         e164=phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164),
         region=region,
         national_number=phonenumbers.national_significant_number(number),
+        can_receive_sms=can_receive_sms,
     )
 
 

@@ -89,10 +89,13 @@ class StartedVerification:
 
 
 def resolve_market(settings: Settings, phone: Phone) -> Market:
-    """The market of `phone`'s region, or a 400 when none is configured for it."""
+    """The market of `phone`'s region; a 400 when none is configured for it, or when
+    the number cannot take SMS (fixed line, premium rate, …)."""
     found = settings.market_by_region.get(phone.region)
     if found is None:
         raise FieldErrors({"phone": [MSG_UNSUPPORTED_COUNTRY]})
+    if not phone.can_receive_sms:
+        raise FieldErrors({"phone": [MSG_NO_SMS]})
     return Market(name=found[0], settings=found[1])
 
 

@@ -84,9 +84,7 @@ async def users(engine: AsyncEngine) -> list[Any]:
 async def verifications(engine: AsyncEngine) -> list[Any]:
     """Every verifications row, oldest first."""
     async with engine.connect() as connection:
-        result = await connection.execute(
-            select(Verification.__table__).order_by(Verification.id)
-        )
+        result = await connection.execute(select(Verification.__table__).order_by(Verification.id))
         return list(result.all())
 
 

@@ -5,11 +5,22 @@ from __future__ import annotations
 import httpx
 import respx
 
-from tests.twilio_fixtures import CHECK_PATH, START_PATH, VERIFICATION_SID, basic_auth, checked, form, started
-from tests.twilio_fixtures import ACCOUNT_SID, AUTH_TOKEN
+from tests.twilio_fixtures import (
+    ACCOUNT_SID,
+    AUTH_TOKEN,
+    CHECK_PATH,
+    START_PATH,
+    VERIFICATION_SID,
+    basic_auth,
+    checked,
+    form,
+    started,
+)
 
 
-async def test_send_then_verify_then_me(client: httpx.AsyncClient, twilio: respx.MockRouter) -> None:
+async def test_send_then_verify_then_me(
+    client: httpx.AsyncClient, twilio: respx.MockRouter
+) -> None:
     start = twilio.post(START_PATH).mock(return_value=started("+996555123456"))
     check = twilio.post(CHECK_PATH).mock(return_value=checked("approved", "+996555123456"))
 
@@ -24,7 +35,12 @@ async def test_send_then_verify_then_me(client: httpx.AsyncClient, twilio: respx
         "expires_in_minutes": 10,
         "channel": "sms",
     }
-    assert form(start.calls.last.request) == {"To": "+996555123456", "Channel": "sms", "Locale": "ru", "DeviceIp": "127.0.0.1"}
+    assert form(start.calls.last.request) == {
+        "To": "+996555123456",
+        "Channel": "sms",
+        "Locale": "ru",
+        "DeviceIp": "127.0.0.1",
+    }
     assert basic_auth(start.calls.last.request) == (ACCOUNT_SID, AUTH_TOKEN)
 
     verified = await client.post(
@@ -36,6 +52,8 @@ async def test_send_then_verify_then_me(client: httpx.AsyncClient, twilio: respx
     assert body["is_new_user"] is True
     assert body["user"]["phone"] == "+996555123456"
 
-    me = await client.get("/api/v1/users/me", headers={"Authorization": f"Bearer {body['access_token']}"})
+    me = await client.get(
+        "/api/v1/users/me", headers={"Authorization": f"Bearer {body['access_token']}"}
+    )
     assert me.status_code == 200
     assert me.json() == body["user"]

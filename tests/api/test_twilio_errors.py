@@ -23,6 +23,7 @@ from tests.api.helpers import (
     mock_start,
     verifications,
 )
+from tests.conftest import ClientFactory
 from tests.twilio_fixtures import CHECK_PATH, START_PATH, checked, form, twilio_error
 
 INVALID = "Enter a valid phone number."
@@ -200,7 +201,9 @@ async def test_start_read_timeout_is_502_without_retry(
 STRANGE_START_ANSWERS = [
     pytest.param(twilio_error(20500, 500, "Internal Server Error"), id="500-json"),
     pytest.param(httpx.Response(503, json={"code": 20503, "status": 503}), id="503-json"),
-    pytest.param(httpx.Response(502, text=HTML_502, headers={"Content-Type": "text/html"}), id="502-html"),
+    pytest.param(
+        httpx.Response(502, text=HTML_502, headers={"Content-Type": "text/html"}), id="502-html"
+    ),
     pytest.param(httpx.Response(500, text=""), id="500-empty"),
     pytest.param(httpx.Response(200, text="OK"), id="200-not-json"),
     pytest.param(httpx.Response(201, json=["VE" + "b" * 32]), id="201-json-array"),
@@ -292,7 +295,9 @@ async def test_check_max_attempts_is_429_with_retry_after(
     [
         pytest.param(twilio_error(20500, 500), id="500-json"),
         pytest.param(httpx.Response(503, text="Service Unavailable"), id="503-text"),
-        pytest.param(httpx.Response(502, text=HTML_502, headers={"Content-Type": "text/html"}), id="502-html"),
+        pytest.param(
+            httpx.Response(502, text=HTML_502, headers={"Content-Type": "text/html"}), id="502-html"
+        ),
         pytest.param(httpx.Response(200, text="approved"), id="200-not-json"),
         pytest.param(httpx.Response(200, json={"valid": True}), id="200-without-status"),
         pytest.param(httpx.ReadTimeout("read timed out"), id="read-timeout"),
@@ -349,3 +354,21 @@ async def test_check_misconfiguration_is_503_detail_alone(
     assert response.json() == {"detail": UNAVAILABLE}
     errors = _error_records(caplog)
     assert any(str(code) in message and KG_MASKED in message for message in errors), errors
+
+
+async def test_twilio_failures_are_not_wrong_codes(
+    client_for: ClientFactory, twilio: respx.MockRouter
+) -> None:
+    # More outages than allowed wrong codes, fewer than open the circuit breaker.
+    check = twilio.post(CHECK_PATH).mock(
+        side_effect=[twilio_error(20500, 500)] * 3 + [checked("approved", KG_PHONE)]
+    )
+
+    async with client_for(verification_max_attempts=2, twilio_circuit_failures=10) as client:
+        await _send(client, twilio)
+        failures = [await _verify(client) for _ in range(3)]
+        after = await _verify(client)
+
+    assert [f.status_code for f in failures] == [502] * 3
+    assert after.status_code == 200, after.text
+    assert check.call_count == 4

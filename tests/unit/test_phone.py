@@ -169,8 +169,9 @@ def test_kg_and_us_numbers_resolve_to_their_markets(raw: str, market: str, langu
     ],
 )
 def test_numbers_that_cannot_take_sms_are_refused(raw: str) -> None:
+    assert parse_phone(raw).can_receive_sms is False
     with pytest.raises(PhoneError) as caught:
-        parse_phone(raw)
+        parse_phone(raw, check_sms=True)
 
     assert str(caught.value) == MSG_NO_SMS
 

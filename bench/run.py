@@ -1,0 +1,516 @@
+"""The Phone Auth benchmark: the service against a floor, per endpoint, DB and concurrency.
+
+    .venv/bin/python bench/run.py            # full run, a few minutes
+    .venv/bin/python bench/run.py --quick    # smoke run, under a minute
+
+A fake Twilio Verify (nginx + echo, else tests/load/fake_twilio.py) answers after
+50 ms. The service (`python -m app serve` through bench/serve.py, one uvicorn
+worker) and the floor (bench/floor_app.py) run pinned to core 0; the fake and
+wrk run on core 1. For every endpoint and concurrency the floor is measured
+right before the service, so every figure is also given as a ratio to a floor
+measured seconds apart. See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # the app's modules: settings, models (seeding)
+BENCH = ROOT / "bench"
+PYTHON = sys.executable
+BENCH_DEPS = ROOT / ".cache" / "bench-deps"  # aiohttp, httpx-aiohttp: bench only
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+SERVICE_CORE, LOAD_CORE = "0", "1"
+ACCOUNT_SID, AUTH_TOKEN = "AC" + "1" * 32, "twilio-auth-token-for-tests"
+SERVICE_SID = "VA" + "a" * 32
+CELL_NUMBERS = 50_000  # numbers reserved per cell: [base, base+40000) main, the rest warm-up
+RAISED = "100000000/hour"
+# Limits the bench raises, said in its output: all load comes from 127.0.0.1.
+LIMIT_SETTINGS = {
+    "RATE_LIMIT_SEND_PER_IP": RAISED,
+    "RATE_LIMIT_VERIFY_PER_IP": RAISED,
+}
+MARKETS = {
+    "KG": {"region": "KG", "language": "ru", "channels": ["sms", "whatsapp"], "sms_budget": RAISED},
+    "US": {"region": "US", "language": "en", "channels": ["sms", "call"], "sms_budget": RAISED},
+}
+
+
+def phone(k: int) -> str:
+    """Number k, as bench/wrk/phone_auth.lua makes it."""
+    if k % 2 == 0:
+        return f"+996555{(k // 2) % 1_000_000:06d}"
+    return f"+1212{2_000_000 + ((k - 1) // 2) % 8_000_000:07d}"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def get(url: str, timeout: float = 2) -> bytes:
+    with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - 127.0.0.1
+        return bytes(response.read())
+
+
+def cpu_ms(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * 1000 / CLK_TCK
+
+
+def status_kb(pid: int, key: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def reset_peak_rss(pid: int) -> None:
+    with contextlib.suppress(OSError):
+        Path(f"/proc/{pid}/clear_refs").write_text("5")  # resets VmHWM to the current RSS
+
+
+class Process:
+    """A child process with its log, stopped on exit."""
+
+    def __init__(self, name: str, command: list[str], env: dict[str, str], log: Path) -> None:
+        self.name = name
+        self.log = log
+        with log.open("wb") as out:
+            self.popen = subprocess.Popen(  # noqa: S603 - our own commands
+                command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
+            )
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(15)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(5)
+
+    def tail(self, lines: int = 20) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+
+def wait_ready(url: str, process: Process, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.popen.poll() is not None:
+            sys.exit(f"{process.name} exited:\n{process.tail()}")
+        try:
+            get(url)
+            return
+        except OSError:
+            time.sleep(0.2)
+    sys.exit(f"{process.name} not ready in {seconds:.0f}s:\n{process.tail()}")
+
+
+class Fake:
+    """The fake Twilio on the load core: nginx + echo if installed, else the Python fake."""
+
+    def __init__(self, kind: str, latency: float, workdir: Path) -> None:
+        self.port = free_port()
+        self.kind = kind
+        env = dict(os.environ)
+        if kind == "nginx":
+            conf = (BENCH / "fake_twilio" / "nginx.conf").read_text()
+            conf = conf.replace("127.0.0.1:18480", f"127.0.0.1:{self.port}")
+            conf = conf.replace("echo_sleep 0.05;", f"echo_sleep {latency};")
+            prefix = workdir / "nginx"
+            prefix.mkdir()
+            (prefix / "nginx.conf").write_text(conf)
+            command = ["nginx", "-p", str(prefix), "-c", str(prefix / "nginx.conf")]
+            command += ["-g", "daemon off;"]
+            self.stats_url = f"http://127.0.0.1:{self.port}/__nginx_status"
+        else:
+            command = [PYTHON, "-m", "tests.load.fake_twilio", "--port", str(self.port)]
+            command += ["--latency", str(latency)]
+            self.stats_url = f"http://127.0.0.1:{self.port}/__stats"
+        command = ["taskset", "-c", LOAD_CORE, *command]
+        self.process = Process(f"fake Twilio ({kind})", command, env, workdir / "fake.log")
+        wait_ready(self.stats_url, self.process)
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def connections(self) -> int:
+        text = get(self.stats_url).decode()
+        if self.kind == "nginx":  # "server accepts handled requests\n 3 3 3"
+            return int(text.splitlines()[2].split()[0])
+        return int(json.loads(text)["connections"])
+
+    def cpu_ms(self) -> float:
+        pids = [self.process.pid]
+        if self.kind == "nginx":  # the master forks one worker
+            children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+            pids += [int(p) for p in children.read_text().split()]
+        return sum(cpu_ms(pid) for pid in pids)
+
+
+@dataclass
+class Server:
+    """A server under test: the floor or a service variant."""
+
+    name: str
+    process: Process
+    url: str
+
+
+def start_floor(fake: Fake, workdir: Path) -> Server:
+    port = free_port()
+    env = dict(os.environ, FAKE_TWILIO_URL=fake.url, PYTHONPATH=str(BENCH_DEPS))
+    command = ["taskset", "-c", SERVICE_CORE, PYTHON, "-m", "uvicorn", "bench.floor_app:app"]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+    command += ["--no-access-log", "--no-server-header"]
+    process = Process("floor", command, env, workdir / "floor.log")
+    url = f"http://127.0.0.1:{port}"
+    wait_ready(url + "/healthz", process)
+    return Server("floor", process, url)
+
+
+def service_env(database_url: str, fake: Fake, port: int, transport: str) -> dict[str, str]:
+    from app.core.config import Settings
+
+    env = {k: v for k, v in os.environ.items() if k.lower() not in Settings.model_fields}
+    env.update(
+        ENVIRONMENT="production",
+        HOST="127.0.0.1",
+        PORT=str(port),
+        DATABASE_URL=database_url,
+        VERIFY_PROVIDER="twilio",
+        TWILIO_ACCOUNT_SID=ACCOUNT_SID,
+        TWILIO_AUTH_TOKEN=AUTH_TOKEN,
+        TWILIO_VERIFY_SERVICE_SID=SERVICE_SID,
+        TWILIO_VERIFY_BASE_URL=fake.url,
+        JWT_SECRET_KEY="bench-secret-key-that-is-long-enough-0123456789abcdef",  # noqa: S106
+        RATE_LIMIT_STORAGE_URL="memory://",
+        MARKETS=json.dumps(MARKETS),
+        BENCH_TWILIO_TRANSPORT=transport,
+        **LIMIT_SETTINGS,
+    )
+    if transport == "aiohttp":
+        env["PYTHONPATH"] = str(BENCH_DEPS)
+    return env
+
+
+def start_service(
+    name: str, transport: str, database_url: str, fake: Fake, workdir: Path
+) -> Server:
+    port = free_port()
+    env = service_env(database_url, fake, port, transport)
+    command = ["taskset", "-c", SERVICE_CORE, PYTHON, "-m", "bench.serve"]
+    process = Process(name, command, env, workdir / f"{name}.log")
+    url = f"http://127.0.0.1:{port}"
+    wait_ready(url + "/readyz", process)
+    return Server(name, process, url)
+
+
+def prepare_database(url: str) -> None:
+    """An empty schema at head (alembic downgrade base, upgrade head)."""
+    env = dict(os.environ, DATABASE_URL=url)
+    for step in (["downgrade", "base"], ["upgrade", "head"]):
+        subprocess.run(  # noqa: S603
+            [PYTHON, "-m", "alembic", *step], cwd=ROOT, env=env, check=True, capture_output=True
+        )
+
+
+async def _seed(url: str, first: int, count: int) -> None:
+    from sqlalchemy import insert
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from app.models import Verification
+    from app.models.base import utcnow
+
+    now = utcnow()
+    rows = [
+        {
+            "phone": phone(k),
+            "market": "KG" if k % 2 == 0 else "US",
+            "channel": "sms",
+            "provider": "twilio",
+            "provider_sid": f"VE{k:032x}",
+            "code_hash": None,
+            "status": "pending",
+            "failed_attempts": 0,
+            "created_at": now,
+            "expires_at": now + dt.timedelta(minutes=30),
+            "updated_at": now,
+        }
+        for k in range(first, first + count)
+    ]
+    engine = create_async_engine(url)
+    try:
+        async with engine.begin() as connection:
+            for start in range(0, len(rows), 5000):
+                await connection.execute(insert(Verification), rows[start : start + 5000])
+    finally:
+        await engine.dispose()
+
+
+def seed_verifications(url: str, first: int, count: int) -> None:
+    """A pending verification for numbers first … first+count-1, as if a send had run."""
+    asyncio.run(_seed(url, first, count))
+
+
+@dataclass
+class Cell:
+    """One measurement."""
+
+    db: str
+    endpoint: str
+    connections: int
+    server: str
+    rps: float = 0.0  # logins/s for the login scenario
+    p50_ms: float = 0.0
+    p99_ms: float = 0.0
+    non2xx: int = 0
+    socket_errors: int = 0
+    cpu_ms_per_req: float = 0.0
+    peak_rss_mb: float = 0.0
+    conn_per_req: float = 0.0
+    fake_cpu_pct: float = 0.0
+    requests: int = 0
+    ratios: dict[str, float] = field(default_factory=dict)
+
+
+def run_wrk(url: str, mode: str, base: int, connections: int, seconds: float) -> dict[str, Any]:
+    duration = f"-d{max(1, round(seconds))}s"  # wrk takes whole seconds
+    command = ["taskset", "-c", LOAD_CORE, "wrk", "-t1", f"-c{connections}", duration]
+    command += ["--timeout", "10s", "-s", str(BENCH / "wrk" / "phone_auth.lua"), url]
+    command += ["--", mode, str(base)]
+    done = subprocess.run(  # noqa: S603
+        command, capture_output=True, text=True, timeout=seconds + 60, check=True
+    )
+    for line in done.stdout.splitlines():
+        if line.startswith("WRK "):
+            return dict(json.loads(line[4:]))
+    raise RuntimeError(f"wrk printed no result:\n{done.stdout}\n{done.stderr}")
+
+
+def measure(
+    server: Server, fake: Fake, cell: Cell, base: int, seconds: float, warmup: float
+) -> Cell:
+    mode = cell.endpoint
+    if warmup > 0:  # warm the pools with sends to numbers of the warm-up range
+        run_wrk(server.url, "send", base + 40_000, cell.connections, warmup)
+    pid = server.process.pid
+    reset_peak_rss(pid)
+    cpu0, fake_cpu0, conns0 = cpu_ms(pid), fake.cpu_ms(), fake.connections()
+    result = run_wrk(server.url, mode, base, cell.connections, seconds)
+    cpu1, fake_cpu1, conns1 = cpu_ms(pid), fake.cpu_ms(), fake.connections()
+    elapsed = result["duration_us"] / 1e6
+    requests = result["requests"]
+    cell.requests = requests
+    cell.rps = (result["logins"] if mode == "login" else requests) / elapsed
+    cell.p50_ms = result["p50_us"] / 1000
+    cell.p99_ms = result["p99_us"] / 1000
+    cell.non2xx = result["status_errors"]
+    cell.socket_errors = result["socket_errors"] + result["timeouts"]
+    cell.cpu_ms_per_req = (cpu1 - cpu0) / max(requests, 1)
+    cell.peak_rss_mb = status_kb(pid, "VmHWM") / 1024
+    cell.conn_per_req = (conns1 - conns0) / max(requests, 1)
+    cell.fake_cpu_pct = (fake_cpu1 - fake_cpu0) / 10 / elapsed
+    if server.process.popen.poll() is not None:
+        sys.exit(f"{server.name} died:\n{server.process.tail()}")
+    return cell
+
+
+def add_ratios(cell: Cell, floor: Cell) -> None:
+    def ratio(a: float, b: float) -> float:
+        return round(a / b, 2) if b else 0.0
+
+    cell.ratios = {
+        "rps": ratio(cell.rps, floor.rps),
+        "p50": ratio(cell.p50_ms, floor.p50_ms),
+        "p99": ratio(cell.p99_ms, floor.p99_ms),
+        "cpu": ratio(cell.cpu_ms_per_req, floor.cpu_ms_per_req),
+        "rss": ratio(cell.peak_rss_mb, floor.peak_rss_mb),
+    }
+
+
+def table(cells: list[Cell]) -> str:
+    head = (
+        "| db | endpoint | conns | server | req/s (x floor) | p50 ms (x) | p99 ms (x) | non-2xx "
+        "| CPU ms/req (x) | peak RSS MB | new conns/req | fake CPU % |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+    )
+    rows = []
+    for c in cells:
+
+        def x(key: str, ratios: dict[str, float] = c.ratios) -> str:
+            return f" ({ratios[key]:.2f}x)" if ratios else ""
+
+        non2xx = f"{c.non2xx}" + (f" +{c.socket_errors} sock" if c.socket_errors else "")
+        rows.append(
+            f"| {c.db} | {c.endpoint} | {c.connections} | {c.server} | {c.rps:.0f}{x('rps')} "
+            f"| {c.p50_ms:.0f}{x('p50')} | {c.p99_ms:.0f}{x('p99')} | {non2xx} "
+            f"| {c.cpu_ms_per_req:.2f}{x('cpu')} | {c.peak_rss_mb:.0f} | {c.conn_per_req:.3f} "
+            f"| {c.fake_cpu_pct:.0f} |"
+        )
+    return head + "\n".join(rows) + "\n"
+
+
+@contextmanager
+def stopping(*processes: Process) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        for process in processes:
+            process.stop()
+
+
+def machine() -> str:
+    cpu = "?"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    load = os.getloadavg()
+    return (
+        f"{os.cpu_count()} cores ({cpu}), Linux {platform.release()}, Python "
+        f"{platform.python_version()}; load average at start {load[0]:.1f}"
+    )
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smoke run: 3 s cells, 64 conns")
+    parser.add_argument("--seconds", type=float, default=8, help="length of a cell")
+    parser.add_argument("--warmup", type=float, default=2, help="warm-up before a cell")
+    parser.add_argument("--connections", default="64,256")
+    parser.add_argument("--endpoints", default="send,verify,login")
+    parser.add_argument("--dbs", default="sqlite,postgres")
+    parser.add_argument(
+        "--transports",
+        default="httpx,aiohttp",
+        help="service variants: httpx (the app as it is), aiohttp (bench-only httpx-aiohttp)",
+    )
+    parser.add_argument("--fake", choices=["auto", "nginx", "python"], default="auto")
+    parser.add_argument("--latency", type=float, default=0.05, help="fake Twilio latency, s")
+    parser.add_argument(
+        "--postgres-url",
+        default=os.environ.get(
+            "BENCH_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/phone_auth_bench"
+        ),
+        help="an empty database the bench may wipe (BENCH_DATABASE_URL)",
+    )
+    parser.add_argument("--json", type=Path, help="also write the cells as JSON here")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.seconds, args.warmup, args.connections = 3, 1, "64"
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    for tool in ("wrk", "taskset"):
+        if not shutil.which(tool):
+            sys.exit(f"{tool} is needed (Debian: apt-get install wrk util-linux)")
+    transports = args.transports.split(",")
+    if "aiohttp" in transports and not (BENCH_DEPS / "httpx_aiohttp").is_dir():
+        print(f"no {BENCH_DEPS}/httpx_aiohttp (bench/run.sh installs it): skipping aiohttp")
+        transports.remove("aiohttp")
+    fake_kind = args.fake
+    if fake_kind == "auto":
+        echo = Path("/usr/lib/nginx/modules/ngx_http_echo_module.so").exists()
+        fake_kind = "nginx" if shutil.which("nginx") and echo else "python"
+    started = dt.datetime.now(dt.UTC)
+    print(f"# Phone Auth benchmark, {started:%Y-%m-%d %H:%M} UTC")
+    print(f"machine: {machine()}")
+    print(
+        f"fake Twilio: {fake_kind}, {args.latency * 1000:.0f} ms; service and floor on core "
+        f"{SERVICE_CORE}, fake and wrk on core {LOAD_CORE}; {args.seconds:g} s per cell after "
+        f"{args.warmup:g} s warm-up"
+    )
+    print(
+        "limits raised for the bench (all load comes from 127.0.0.1): "
+        + ", ".join(f"{k}={v}" for k, v in LIMIT_SETTINGS.items())
+        + f", sms_budget={RAISED} per market; per-phone limits unchanged (one number per request)"
+    )
+    cells: list[Cell] = []
+    cell_no = 0
+    with tempfile.TemporaryDirectory(prefix="phone-auth-bench-") as tmp:
+        workdir = Path(tmp)
+        fake = Fake(fake_kind, args.latency, workdir)
+        floor = start_floor(fake, workdir)
+        with stopping(fake.process, floor.process):
+            for db in args.dbs.split(","):
+                url = (
+                    f"sqlite+aiosqlite:///{workdir / 'bench.db'}"
+                    if db == "sqlite"
+                    else args.postgres_url
+                )
+                prepare_database(url)
+                services = [
+                    start_service(f"service-{t}", t, url, fake, workdir) for t in transports
+                ]
+                with stopping(*(s.process for s in services)):
+                    for endpoint in args.endpoints.split(","):
+                        for connections in [int(c) for c in args.connections.split(",")]:
+                            cell_no += 1
+                            base = cell_no * CELL_NUMBERS
+                            floor_cell = measure(
+                                floor,
+                                fake,
+                                Cell(db, endpoint, connections, "floor"),
+                                base,
+                                args.seconds,
+                                args.warmup,
+                            )
+                            cells.append(floor_cell)
+                            print(table([floor_cell]).splitlines()[-1], flush=True)
+                            for service in services:
+                                cell_no += 1
+                                base = cell_no * CELL_NUMBERS
+                                if endpoint == "verify":
+                                    count = int(min(40_000, args.seconds * 2500))
+                                    seed_verifications(url, base, count)
+                                cell = measure(
+                                    service,
+                                    fake,
+                                    Cell(db, endpoint, connections, service.name),
+                                    base,
+                                    args.seconds,
+                                    args.warmup,
+                                )
+                                add_ratios(cell, floor_cell)
+                                cells.append(cell)
+                                print(table([cell]).splitlines()[-1], flush=True)
+    print()
+    print(table(cells))
+    print(
+        "req/s is logins/s (send + verify) for `login`; p50/p99 are per request; CPU is "
+        "the server process's utime+stime per request; new conns/req counts connections "
+        "the fake accepted; fake CPU % is of one core (100 = saturated)."
+    )
+    if args.json:
+        args.json.write_text(json.dumps([asdict(c) for c in cells], indent=1))
+
+
+if __name__ == "__main__":
+    main()
