@@ -8,6 +8,7 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    PlainSerializer,
     PlainValidator,
     RootModel,
     WithJsonSchema,
@@ -42,6 +43,7 @@ def _phone(value: Any) -> Phone:
 PhoneInput = Annotated[
     Phone,
     PlainValidator(_phone),
+    PlainSerializer(lambda phone: phone.e164, return_type=str),
     WithJsonSchema(
         {
             "type": "string",
