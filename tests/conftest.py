@@ -7,6 +7,7 @@ PostgreSQL); without it they run on a SQLite file made for the run.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -127,11 +128,21 @@ ClientFactory = Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]
 
 
 @pytest.fixture
-def client_for(make_settings: SettingsFactory, db_engine: AsyncEngine) -> ClientFactory:
-    """`async with client_for(**settings_overrides) as client:` — an app with its own settings."""
+def client_for(
+    make_settings: SettingsFactory, db_engine: AsyncEngine, caplog: pytest.LogCaptureFixture
+) -> ClientFactory:
+    """`async with client_for(**settings_overrides) as client:` — an app with its own settings.
+
+    `create_app` reconfigures logging, which replaces the root logger's handlers
+    (pytest's `caplog` among them), so the capture handler is put back after it.
+    """
 
     def factory(**overrides: Any) -> AbstractAsyncContextManager[httpx.AsyncClient]:
-        return running(create_app(make_settings(**overrides)))
+        app = create_app(make_settings(**overrides))
+        root = logging.getLogger()
+        if caplog.handler not in root.handlers:
+            root.addHandler(caplog.handler)
+        return running(app)
 
     return factory
 
