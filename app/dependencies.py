@@ -59,6 +59,7 @@ async def get_auth_service(
     """The login service for this request."""
     return AuthService(
         session,
+        resources.writes,
         settings,
         resources.providers,
         resources.limits,

@@ -4,7 +4,7 @@
     .venv/bin/python bench/run.py --quick    # smoke run, under a minute
 
 A fake Twilio Verify (nginx + echo, else tests/load/fake_twilio.py) answers after
-50 ms. The service (`python -m app serve` through bench/serve.py, one uvicorn
+50 ms. The service (`python -m app serve`, one uvicorn
 worker) and the floor (bench/floor_app.py) run pinned to core 0; the fake and
 wrk run on core 1. For every endpoint and concurrency the floor is measured
 right before the service, so every figure is also given as a ratio to a floor
@@ -38,7 +38,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the app's modules: settings, models (seeding)
 BENCH = ROOT / "bench"
 PYTHON = sys.executable
-BENCH_DEPS = ROOT / ".cache" / "bench-deps"  # aiohttp, httpx-aiohttp: bench only
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 SERVICE_CORE, LOAD_CORE = "0", "1"
 ACCOUNT_SID, AUTH_TOKEN = "AC" + "1" * 32, "twilio-auth-token-for-tests"
@@ -183,7 +182,7 @@ class Server:
 
 def start_floor(fake: Fake, workdir: Path) -> Server:
     port = free_port()
-    env = dict(os.environ, FAKE_TWILIO_URL=fake.url, PYTHONPATH=str(BENCH_DEPS))
+    env = dict(os.environ, FAKE_TWILIO_URL=fake.url)
     command = ["taskset", "-c", SERVICE_CORE, PYTHON, "-m", "uvicorn", "bench.floor_app:app"]
     command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
     command += ["--no-access-log", "--no-server-header"]
@@ -210,11 +209,9 @@ def service_env(database_url: str, fake: Fake, port: int, transport: str) -> dic
         JWT_SECRET_KEY="bench-secret-key-that-is-long-enough-0123456789abcdef",  # noqa: S106
         RATE_LIMIT_STORAGE_URL="memory://",
         MARKETS=json.dumps(MARKETS),
-        BENCH_TWILIO_TRANSPORT=transport,
+        TWILIO_HTTP_TRANSPORT=transport,
         **LIMIT_SETTINGS,
     )
-    if transport == "aiohttp":
-        env["PYTHONPATH"] = str(BENCH_DEPS)
     return env
 
 
@@ -223,7 +220,7 @@ def start_service(
 ) -> Server:
     port = free_port()
     env = service_env(database_url, fake, port, transport)
-    command = ["taskset", "-c", SERVICE_CORE, PYTHON, "-m", "bench.serve"]
+    command = ["taskset", "-c", SERVICE_CORE, PYTHON, "-m", "app", "serve"]
     process = Process(name, command, env, workdir / f"{name}.log")
     url = f"http://127.0.0.1:{port}"
     wait_ready(url + "/readyz", process)
@@ -407,8 +404,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--dbs", default="sqlite,postgres")
     parser.add_argument(
         "--transports",
-        default="httpx,aiohttp",
-        help="service variants: httpx (the app as it is), aiohttp (bench-only httpx-aiohttp)",
+        default="aiohttp",
+        help="service variants by TWILIO_HTTP_TRANSPORT: aiohttp (the default), httpx",
     )
     parser.add_argument("--fake", choices=["auto", "nginx", "python"], default="auto")
     parser.add_argument("--latency", type=float, default=0.05, help="fake Twilio latency, s")
@@ -432,9 +429,6 @@ def main(argv: list[str] | None = None) -> None:
         if not shutil.which(tool):
             sys.exit(f"{tool} is needed (Debian: apt-get install wrk util-linux)")
     transports = args.transports.split(",")
-    if "aiohttp" in transports and not (BENCH_DEPS / "httpx_aiohttp").is_dir():
-        print(f"no {BENCH_DEPS}/httpx_aiohttp (bench/run.sh installs it): skipping aiohttp")
-        transports.remove("aiohttp")
     fake_kind = args.fake
     if fake_kind == "auto":
         echo = Path("/usr/lib/nginx/modules/ngx_http_echo_module.so").exists()

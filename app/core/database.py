@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -31,6 +33,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
         url,
         pool_size=settings.database_pool_size,
         max_overflow=settings.database_max_overflow,
+        pool_timeout=settings.database_pool_timeout_seconds,
         pool_pre_ping=True,
         pool_recycle=1800,
     )
@@ -61,3 +64,25 @@ def _tune_sqlite(engine: AsyncEngine) -> None:
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     """Sessions that keep loaded objects usable after commit."""
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+class StatementRunner:
+    """Runs writes that commit on their own, outside the request's session.
+
+    On PostgreSQL the connection is in autocommit: a single statement is one
+    round trip, with no BEGIN and COMMIT around it, so a block must hold
+    exactly one statement there. SQLite keeps a transaction, whose BEGIN
+    IMMEDIATE is what makes its writers queue.
+    """
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.dialect = engine.dialect.name
+        self._engine = (
+            engine.execution_options(isolation_level="AUTOCOMMIT")
+            if self.dialect == "postgresql"
+            else engine
+        )
+
+    def begin(self) -> AbstractAsyncContextManager[AsyncConnection]:
+        """A connection for one write, committed when the block ends."""
+        return self._engine.begin()

@@ -9,7 +9,7 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.core.config import Settings
-from app.core.database import create_engine, create_sessionmaker
+from app.core.database import StatementRunner, create_engine, create_sessionmaker
 from app.core.http_client import create_http_client
 from app.core.metrics import Metrics
 from app.services.circuit_breaker import CircuitBreaker
@@ -33,6 +33,7 @@ class Resources:
 
     engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
+    writes: StatementRunner
     http_client: httpx.AsyncClient
     providers: Providers
     limiter: RateLimiter
@@ -95,6 +96,7 @@ def create_resources(settings: Settings, metrics: Metrics) -> Resources:
     return Resources(
         engine=engine,
         sessionmaker=create_sessionmaker(engine),
+        writes=StatementRunner(engine),
         http_client=http_client,
         providers=Providers(
             primary=primary,

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.config import Channel, Settings
+from app.core.database import StatementRunner
 from app.core.errors import (
     DATABASE_DOWN_ERRORS,
     AppError,
@@ -54,6 +55,7 @@ class AuthService:
     def __init__(
         self,
         session: AsyncSession,
+        writes: StatementRunner,
         settings: Settings,
         providers: Providers,
         limits: LoginLimits,
@@ -64,7 +66,7 @@ class AuthService:
         self._settings = settings
         self._limits = limits
         self._metrics = metrics
-        self._verifications = VerificationService(session, settings, providers, metrics)
+        self._verifications = VerificationService(session, writes, settings, providers, metrics)
         self._sessions = SessionService(session, settings, tokens)
         self._test_provider = providers.test
 

@@ -12,14 +12,16 @@ import math
 import time
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Protocol
 
 from limits import RateLimitItem, parse_many
-from limits.aio.storage import MemoryStorage, RedisStorage, Storage
+from limits.aio.storage import RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.errors import StorageError
 from redis.asyncio import BlockingConnectionPool
 
 from app.core.config import Settings
+from app.services.local_limits import LocalMovingWindow
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +64,21 @@ def _redis_pool(url: str, max_connections: int) -> BlockingConnectionPool:
     )
 
 
+class _WindowStats(Protocol):
+    @property
+    def reset_time(self) -> float: ...
+
+
+class _MovingWindows(Protocol):
+    """What `limits`' MovingWindowRateLimiter and LocalMovingWindow both do."""
+
+    async def hit(self, item: RateLimitItem, *identifiers: str) -> bool: ...
+
+    async def test(self, item: RateLimitItem, *identifiers: str) -> bool: ...
+
+    async def get_window_stats(self, item: RateLimitItem, *identifiers: str) -> _WindowStats: ...
+
+
 class RateLimiter:
     """Moving-window limits over the configured storage, with an in-process fallback."""
 
@@ -69,7 +86,9 @@ class RateLimiter:
         self, storage_url: str, key_prefix: str = "phone-auth", *, max_connections: int = 50
     ) -> None:
         self._pool: BlockingConnectionPool | None = None
-        self._storage: Storage
+        self._storage: RedisStorage | None = None
+        self._fallback = LocalMovingWindow()
+        self._primary: _MovingWindows
         if storage_url.startswith(("redis://", "rediss://")):
             self._pool = _redis_pool(storage_url, max_connections)
             self._storage = RedisStorage(
@@ -79,15 +98,14 @@ class RateLimiter:
                 wrap_exceptions=True,
                 connection_pool=self._pool,  # type: ignore[arg-type]  # passed through to redis-py
             )
+            self._primary = MovingWindowRateLimiter(self._storage)
         elif storage_url.startswith("memory://"):
-            self._storage = MemoryStorage()
+            self._primary = self._fallback
         else:
             raise ValueError(
                 f"RATE_LIMIT_STORAGE_URL must be memory:// or redis://, not {storage_url!r}"
             )
         self._shared = self._pool is not None
-        self._primary = MovingWindowRateLimiter(self._storage)
-        self._fallback = MovingWindowRateLimiter(MemoryStorage())
         self._primary_down_until = 0.0
 
     @property
@@ -95,7 +113,7 @@ class RateLimiter:
         """Whether limits are shared between processes (Redis)."""
         return self._shared
 
-    def _strategy(self) -> MovingWindowRateLimiter:
+    def _strategy(self) -> _MovingWindows:
         if self._shared and time.monotonic() < self._primary_down_until:
             return self._fallback
         return self._primary
@@ -138,22 +156,20 @@ class RateLimiter:
 
     async def ping(self) -> bool:
         """Whether the configured storage answers."""
+        if self._storage is None:
+            return True
         try:
             return bool(await self._storage.check())
         except (StorageError, OSError, TimeoutError):
             return False
 
     async def aclose(self) -> None:
-        """Close the Redis client and stop the in-process expiry timers."""
+        """Close the Redis client."""
         client = getattr(getattr(self._storage, "bridge", None), "storage", None)
         if client is not None:
             await client.aclose()
         if self._pool is not None:
             await self._pool.disconnect()
-        for strategy in (self._primary, self._fallback):
-            timer = getattr(strategy.storage, "timer", None)
-            if timer is not None and not timer.done():
-                timer.cancel()
 
 
 class LoginLimits:

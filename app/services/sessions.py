@@ -18,13 +18,13 @@ import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.config import Settings
 from app.core.errors import Forbidden, NotAuthenticated
 from app.models import AuthEvent, AuthEventType, AuthSession, RefreshToken, User
-from app.models.base import utcnow
+from app.models.base import table_of, utcnow
 from app.services.phone import mask_phone
 from app.services.tokens import AccessToken, TokenService
 
@@ -32,6 +32,11 @@ logger = logging.getLogger(__name__)
 
 MSG_INVALID_REFRESH = "Invalid or expired refresh token."
 MAX_REFRESH_TOKEN_LENGTH = 256
+
+# Built once, so that a login compiles nothing (see verifications.py).
+_INSERT_SESSION = insert(table_of(AuthSession))
+_INSERT_REFRESH_TOKEN = insert(table_of(RefreshToken))
+_INSERT_EVENT = insert(table_of(AuthEvent))
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,21 +73,34 @@ class SessionService:
     async def start(self, user: User, client_ip: str | None) -> TokenPair:
         """Open a session for a login and give its first token pair."""
         now = utcnow()
-        auth_session = AuthSession(id=uuid.uuid4().hex, user_id=user.id, created_at=now)
+        session_id = uuid.uuid4().hex
         raw = secrets.token_urlsafe(32)
-        self._db.add(auth_session)
-        self._db.add(
-            RefreshToken(
-                session_id=auth_session.id,
-                token_hash=hash_token(raw),
-                created_at=now,
-                expires_at=now + timedelta(seconds=self._refresh_lifetime),
-            )
+        connection = await self._db.connection()
+        await connection.execute(
+            _INSERT_SESSION, {"id": session_id, "user_id": user.id, "created_at": now}
         )
-        self._audit(AuthEventType.LOGIN, user, auth_session.id, client_ip)
-        await self._db.flush()
+        await connection.execute(
+            _INSERT_REFRESH_TOKEN,
+            {
+                "session_id": session_id,
+                "token_hash": hash_token(raw),
+                "created_at": now,
+                "expires_at": now + timedelta(seconds=self._refresh_lifetime),
+            },
+        )
+        await connection.execute(
+            _INSERT_EVENT,
+            {
+                "event": AuthEventType.LOGIN.value,
+                "user_id": user.id,
+                "session_id": session_id,
+                "phone_masked": mask_phone(user.phone),
+                "client_ip": client_ip,
+                "created_at": now,
+            },
+        )
         access = self._tokens.issue(
-            user_id=user.id, session_id=auth_session.id, phone=user.phone, market=user.market
+            user_id=user.id, session_id=session_id, phone=user.phone, market=user.market
         )
         return TokenPair(access, raw, self._refresh_lifetime, user)
 

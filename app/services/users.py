@@ -3,15 +3,42 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Row, bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import FieldErrors
 from app.models import User
-from app.models.base import utcnow
+from app.models.base import table_of, utcnow
 from app.services.phone import Phone
+
+_U = table_of(User)
+_COLUMNS = (
+    _U.c.id,
+    _U.c.phone,
+    _U.c.name,
+    _U.c.full_name,
+    _U.c.market,
+    _U.c.is_active,
+    _U.c.is_verified,
+    _U.c.created_at,
+    _U.c.last_login_at,
+)
+_TOUCH_ACTIVE = (
+    update(_U)
+    .where(_U.c.phone == bindparam("b_phone"), _U.c.is_active.is_(True))
+    .values(last_login_at=bindparam("b_now"), updated_at=bindparam("b_now"), is_verified=True)
+    .returning(*_COLUMNS)
+)
+_BY_PHONE = select(*_COLUMNS).where(_U.c.phone == bindparam("b_phone"))
+_INSERT_POSTGRESQL = (
+    postgresql.insert(_U).on_conflict_do_nothing(index_elements=[_U.c.phone]).returning(*_COLUMNS)
+)
+_INSERT_SQLITE = (
+    sqlite.insert(_U).on_conflict_do_nothing(index_elements=[_U.c.phone]).returning(*_COLUMNS)
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,10 +52,17 @@ class LoginUser:
 async def get_or_create_for_login(session: AsyncSession, phone: Phone, market: str) -> LoginUser:
     """Find the user of `phone` or create it, and stamp the login time.
 
-    Uses INSERT … ON CONFLICT DO NOTHING so that concurrent first logins of
+    A returning user costs one UPDATE … RETURNING. A new number is inserted
+    with INSERT … ON CONFLICT DO NOTHING, so that concurrent first logins of
     one number make exactly one row, and exactly one of them sees `created`.
     """
+    connection = await session.connection()
     now = utcnow()
+    touch = {"b_phone": phone.e164, "b_now": now}
+    row = (await connection.execute(_TOUCH_ACTIVE, touch)).first()
+    if row is not None:
+        return LoginUser(user=_user(row), created=False)
+    insert = _INSERT_POSTGRESQL if connection.dialect.name == "postgresql" else _INSERT_SQLITE
     values = {
         "phone": phone.e164,
         "name": phone.national_number,
@@ -40,21 +74,19 @@ async def get_or_create_for_login(session: AsyncSession, phone: Phone, market: s
         "updated_at": now,
         "last_login_at": now,
     }
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = (
-        insert(User).values(**values).on_conflict_do_nothing(index_elements=[User.phone])
-    ).returning(User.id)
-    new_id = (await session.execute(statement)).scalar_one_or_none()
-    if new_id is not None:
-        user = await session.get_one(User, new_id)
-        return LoginUser(user=user, created=True)
-    user = (await session.execute(select(User).where(User.phone == phone.e164))).scalar_one()
-    if user.is_active:
-        user.last_login_at = now
-        user.is_verified = True
-        await session.flush()
-    return LoginUser(user=user, created=False)
+    row = (await connection.execute(insert, values)).first()
+    if row is not None:
+        return LoginUser(user=_user(row), created=True)
+    # A disabled user, or one that a concurrent first login has just made.
+    row = (await connection.execute(_TOUCH_ACTIVE, touch)).first()
+    if row is None:
+        row = (await connection.execute(_BY_PHONE, {"b_phone": phone.e164})).one()
+    return LoginUser(user=_user(row), created=False)
+
+
+def _user(row: Row[Any]) -> User:
+    """A detached `User` from a row of `_COLUMNS`."""
+    return User(**row._mapping)
 
 
 async def get_user(session: AsyncSession, user_id: int) -> User | None:

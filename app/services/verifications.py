@@ -10,11 +10,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
-from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import bindparam, exists, insert, literal_column, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from app.core.config import MarketSettings, Settings
+from app.core.database import StatementRunner
 from app.core.errors import (
     MSG_BLOCKED,
     AppError,
@@ -27,7 +29,7 @@ from app.core.errors import (
 )
 from app.core.metrics import Metrics
 from app.models import Verification, VerificationStatus
-from app.models.base import utcnow
+from app.models.base import table_of, utcnow
 from app.services.circuit_breaker import ProviderCircuitOpen
 from app.services.phone import (
     MSG_INVALID,
@@ -88,6 +90,129 @@ class StartedVerification:
     channel: str
 
 
+_V = table_of(Verification)
+_PENDING = VerificationStatus.PENDING.value
+
+# Built once: a statement object caches its compiled form, so the hot paths
+# pay neither construction nor compilation per request.
+_EXPIRE_OTHER_PENDING = (
+    update(_V)
+    .where(
+        _V.c.phone == bindparam("b_phone"),
+        _V.c.status == _PENDING,
+        _V.c.provider_sid != bindparam("b_sid"),
+    )
+    .values(status=VerificationStatus.EXPIRED.value, updated_at=bindparam("b_now"))
+)
+_NEW_ROW_COLUMNS = (
+    "phone",
+    "market",
+    "channel",
+    "provider",
+    "provider_sid",
+    "code_hash",
+    "status",
+    "failed_attempts",
+    "created_at",
+    "expires_at",
+    "updated_at",
+)
+# A new pending row, unless the provider answered with the sid of a pending one
+# (a resend within its window): that row and its spent attempts stay.
+_INSERT_UNLESS_PENDING = insert(_V).from_select(
+    list(_NEW_ROW_COLUMNS),
+    select(
+        bindparam("b_phone", type_=_V.c.phone.type),
+        bindparam("b_market", type_=_V.c.market.type),
+        bindparam("b_channel", type_=_V.c.channel.type),
+        bindparam("b_provider", type_=_V.c.provider.type),
+        bindparam("b_sid", type_=_V.c.provider_sid.type),
+        bindparam("b_code_hash", type_=_V.c.code_hash.type),
+        literal_column(f"'{_PENDING}'", _V.c.status.type),
+        literal_column("0", _V.c.failed_attempts.type),
+        bindparam("b_now", type_=_V.c.created_at.type),
+        bindparam("b_expires_at", type_=_V.c.expires_at.type),
+        bindparam("b_now", type_=_V.c.updated_at.type),
+    ).where(
+        ~exists().where(
+            _V.c.phone == bindparam("b_phone"),
+            _V.c.provider_sid == bindparam("b_sid"),
+            _V.c.status == _PENDING,
+        )
+    ),
+)
+# PostgreSQL does both in one statement (a data-modifying WITH), so that it
+# can run as one autocommitted round trip; the WITH runs on the same snapshot.
+_RECORD_STARTED_PG = _INSERT_UNLESS_PENDING.add_cte(
+    _EXPIRE_OTHER_PENDING.returning(_V.c.id).cte("expired_other_pending")
+)
+
+_NEWEST_ID = (
+    select(_V.c.id)
+    .where(_V.c.phone == bindparam("b_phone"))
+    .order_by(_V.c.created_at.desc(), _V.c.id.desc())
+    .limit(1)
+    .scalar_subquery()
+)
+# The common check: take one attempt on the newest row when it is pending,
+# unexpired and has attempts left, in one statement.
+_RESERVE_NEWEST = (
+    update(_V)
+    .where(
+        _V.c.id == _NEWEST_ID,
+        _V.c.status == _PENDING,
+        _V.c.failed_attempts < bindparam("b_max_attempts"),
+        _V.c.expires_at > bindparam("b_now"),
+    )
+    .values(failed_attempts=_V.c.failed_attempts + 1, updated_at=bindparam("b_now"))
+    .returning(
+        _V.c.id,
+        _V.c.channel,
+        _V.c.provider,
+        _V.c.provider_sid,
+        _V.c.code_hash,
+        _V.c.failed_attempts,
+    )
+)
+_REFUND_ATTEMPT = (
+    update(_V)
+    .where(
+        _V.c.id == bindparam("b_id"),
+        _V.c.status == _PENDING,
+        _V.c.failed_attempts > 0,
+    )
+    .values(failed_attempts=_V.c.failed_attempts - 1, updated_at=bindparam("b_now"))
+)
+_FINISH = (
+    update(_V)
+    .where(_V.c.id == bindparam("b_id"), _V.c.status == _PENDING)
+    .values(status=bindparam("b_status"), updated_at=bindparam("b_now"))
+    .returning(_V.c.id)
+)
+_FINISH_AND_REFUND = (
+    update(_V)
+    .where(_V.c.id == bindparam("b_id"), _V.c.status == _PENDING)
+    .values(
+        status=bindparam("b_status"),
+        updated_at=bindparam("b_now"),
+        failed_attempts=_V.c.failed_attempts - 1,
+    )
+    .returning(_V.c.id)
+)
+
+
+@dataclass(slots=True)
+class ReservedCheck:
+    """A pending verification with one attempt taken for the check in flight."""
+
+    id: int
+    channel: str
+    provider: str
+    provider_sid: str
+    code_hash: str | None
+    failed_attempts: int
+
+
 def resolve_market(settings: Settings, phone: Phone) -> Market:
     """The market of `phone`'s region; a 400 when none is configured for it, or when
     the number cannot take SMS (fixed line, premium rate, …)."""
@@ -112,11 +237,13 @@ class VerificationService:
     def __init__(
         self,
         session: AsyncSession,
+        writes: StatementRunner,
         settings: Settings,
         providers: Providers,
         metrics: Metrics,
     ) -> None:
         self._session = session
+        self._writes = writes
         self._settings = settings
         self._providers = providers
         self._metrics = metrics
@@ -172,39 +299,18 @@ class VerificationService:
             raise _app_error(exc, "send", phone) from exc
 
         now = utcnow()
-        await self._session.execute(
-            update(Verification)
-            .where(
-                Verification.phone == phone.e164,
-                Verification.status == VerificationStatus.PENDING,
-                Verification.provider_sid != result.sid,
-            )
-            .values(status=VerificationStatus.EXPIRED, updated_at=now)
-        )
-        existing = await self._session.scalar(
-            select(Verification).where(
-                Verification.phone == phone.e164,
-                Verification.provider_sid == result.sid,
-                Verification.status == VerificationStatus.PENDING,
-            )
-        )
-        if existing is None:
-            self._session.add(
-                Verification(
-                    phone=phone.e164,
-                    market=market.name,
-                    channel=channel,
-                    provider=provider.name,
-                    provider_sid=result.sid,
-                    code_hash=result.code_hash,
-                    status=VerificationStatus.PENDING,
-                    failed_attempts=0,
-                    created_at=now,
-                    expires_at=now + timedelta(minutes=market.settings.code_ttl_minutes),
-                    updated_at=now,
-                )
-            )
-        await self._session.flush()
+        params = {
+            "b_phone": phone.e164,
+            "b_market": market.name,
+            "b_channel": channel,
+            "b_provider": provider.name,
+            "b_sid": result.sid,
+            "b_code_hash": result.code_hash,
+            "b_now": now,
+            "b_expires_at": now + timedelta(minutes=market.settings.code_ttl_minutes),
+        }
+        async with self._writes.begin() as connection:
+            await _record_started(connection, self._writes.dialect, params)
         logger.info(
             "Verification sent: market=%s channel=%s phone=%s",
             market.name,
@@ -215,7 +321,7 @@ class VerificationService:
 
     async def check(
         self, provider: VerifyProvider, phone: Phone, market: Market, code: str
-    ) -> Verification:
+    ) -> ReservedCheck:
         """Check `code` for `phone`; return the approved row or raise the contract's error."""
         channel: list[str] = ["none"]
         try:
@@ -233,7 +339,7 @@ class VerificationService:
         market: Market,
         code: str,
         channel: list[str],
-    ) -> Verification:
+    ) -> ReservedCheck:
         row = await self._reserve_attempt(phone)
         channel[0] = row.channel
         if row.provider != provider.name:
@@ -276,12 +382,30 @@ class VerificationService:
             logger.info("Wrong code: market=%s phone=%s", market.name, masked)
         raise InvalidCode()
 
-    async def _reserve_attempt(self, phone: Phone) -> Verification:
+    async def _reserve_attempt(self, phone: Phone) -> ReservedCheck:
         """Take one attempt on the newest verification of `phone`, committed at once.
 
         Counting the attempt before asking the provider bounds the checks per
         code even when many requests arrive at the same moment.
         """
+        async with self._writes.begin() as connection:
+            reserved = (
+                await connection.execute(
+                    _RESERVE_NEWEST,
+                    {
+                        "b_phone": phone.e164,
+                        "b_max_attempts": self._settings.verification_max_attempts,
+                        "b_now": utcnow(),
+                    },
+                )
+            ).first()
+        if reserved is not None:
+            return ReservedCheck(*reserved)
+        return await self._reserve_or_refuse(phone)
+
+    async def _reserve_or_refuse(self, phone: Phone) -> ReservedCheck:
+        """The uncommon case: say why no attempt can be taken, or take it after all
+        (a row that changed since the one-statement try)."""
         session = self._session
         row = await session.scalar(
             select(Verification)
@@ -324,39 +448,43 @@ class VerificationService:
             if status in (VerificationStatus.PENDING, VerificationStatus.LOCKED):
                 raise TooManyRequests(LOCKED_RETRY_AFTER_SECONDS, MSG_LOCKED)
             raise InvalidCode()
-        row.failed_attempts = attempts
         await session.commit()
-        return row
-
-    async def _refund_attempt(self, row: Verification) -> None:
-        await self._session.execute(
-            update(Verification)
-            .where(
-                Verification.id == row.id,
-                Verification.status == VerificationStatus.PENDING,
-                Verification.failed_attempts > 0,
-            )
-            .values(failed_attempts=Verification.failed_attempts - 1, updated_at=utcnow())
+        return ReservedCheck(
+            id=row.id,
+            channel=row.channel,
+            provider=row.provider,
+            provider_sid=row.provider_sid,
+            code_hash=row.code_hash,
+            failed_attempts=attempts,
         )
-        await self._session.commit()
+
+    async def _refund_attempt(self, row: ReservedCheck) -> None:
+        async with self._writes.begin() as connection:
+            await connection.execute(_REFUND_ATTEMPT, {"b_id": row.id, "b_now": utcnow()})
 
     async def _finish(
-        self, row: Verification, status: VerificationStatus, *, refund_attempt: bool = False
+        self, row: ReservedCheck, status: VerificationStatus, *, refund_attempt: bool = False
     ) -> bool:
         """Move a pending row to `status`; False when another request got there first."""
-        values: dict[str, object] = {"status": status, "updated_at": utcnow()}
-        if refund_attempt:
-            values["failed_attempts"] = Verification.failed_attempts - 1
-        changed = await self._session.scalar(
-            update(Verification)
-            .where(Verification.id == row.id, Verification.status == VerificationStatus.PENDING)
-            .values(**values)
-            .returning(Verification.id)
-        )
-        await self._session.commit()
-        if changed is not None:
-            row.status = status
+        statement = _FINISH_AND_REFUND if refund_attempt else _FINISH
+        async with self._writes.begin() as connection:
+            changed = (
+                await connection.execute(
+                    statement, {"b_id": row.id, "b_status": status.value, "b_now": utcnow()}
+                )
+            ).first()
         return changed is not None
+
+
+async def _record_started(
+    connection: AsyncConnection, dialect: str, params: dict[str, Any]
+) -> None:
+    """Store a started verification; it replaces the pending ones of the number."""
+    if dialect == "postgresql":
+        await connection.execute(_RECORD_STARTED_PG, params)
+        return
+    await connection.execute(_EXPIRE_OTHER_PENDING, params)
+    await connection.execute(_INSERT_UNLESS_PENDING, params)
 
 
 def _outcome(exc: AppError) -> str:
