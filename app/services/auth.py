@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import secrets
+import uuid
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -19,11 +21,14 @@ from app.core.errors import (
 )
 from app.core.metrics import Metrics
 from app.core.request_context import set_log_phone
+from app.models import User
+from app.models.base import utcnow
+from app.services.login_statement import LoginValues, store_login
 from app.services.phone import Phone, mask_phone
 from app.services.rate_limits import Limit, LoginLimits, Refusal
-from app.services.sessions import SessionService, TokenPair
+from app.services.sessions import SessionService, TokenPair, hash_token
 from app.services.tokens import TokenService
-from app.services.users import get_or_create_for_login
+from app.services.users import LoginUser, get_or_create_for_login
 from app.services.verifications import (
     Market,
     Providers,
@@ -63,6 +68,7 @@ class AuthService:
         metrics: Metrics,
     ) -> None:
         self._session = session
+        self._writes = writes
         self._settings = settings
         self._limits = limits
         self._metrics = metrics
@@ -103,11 +109,7 @@ class AuthService:
             raise _refused(refusal, phone, market)
         await self._verifications.check(provider, phone, market, code)
         try:
-            found = await get_or_create_for_login(self._session, phone, market.name)
-            if not found.user.is_active:
-                logger.warning("Login refused for disabled user %s", mask_phone(phone.e164))
-                raise Forbidden()
-            pair = await self._sessions.start(found.user, client_ip)
+            found, pair = await self._store_login(phone, market, client_ip)
         except DATABASE_DOWN_ERRORS as exc:
             # The code is spent (Twilio approved it); only a new one can log in now.
             logger.error(
@@ -125,6 +127,38 @@ class AuthService:
             mask_phone(phone.e164),
         )
         return LoginResult(tokens=pair, market=market, is_new_user=found.created)
+
+    async def _store_login(
+        self, phone: Phone, market: Market, client_ip: str | None
+    ) -> tuple[LoginUser, TokenPair]:
+        """Find or make the user and open its session: one statement on PostgreSQL."""
+        if self._writes.dialect == "postgresql":
+            session_id, raw = uuid.uuid4().hex, secrets.token_urlsafe(32)
+            now = utcnow()
+            row = await store_login(
+                self._writes,
+                LoginValues(
+                    phone=phone.e164,
+                    name=phone.national_number,
+                    market=market.name,
+                    session_id=session_id,
+                    token_hash=hash_token(raw),
+                    refresh_expires_at=now + self._sessions.refresh_lifetime,
+                    phone_masked=mask_phone(phone.e164),
+                    client_ip=client_ip,
+                    now=now,
+                ),
+            )
+            if row is not None:
+                values = row._asdict()
+                created = bool(values.pop("created"))
+                user = User(**values)
+                return LoginUser(user, created), self._sessions.first_pair(user, session_id, raw)
+        found = await get_or_create_for_login(self._session, phone, market.name)
+        if not found.user.is_active:
+            logger.warning("Login refused for disabled user %s", mask_phone(phone.e164))
+            raise Forbidden()
+        return found, await self._sessions.start(found.user, client_ip)
 
 
 def _refused(refusal: Refusal, phone: Phone, market: Market) -> AppError:

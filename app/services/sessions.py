@@ -99,10 +99,19 @@ class SessionService:
                 "created_at": now,
             },
         )
+        return self.first_pair(user, session_id, raw)
+
+    def first_pair(self, user: User, session_id: str, raw: str) -> TokenPair:
+        """The pair a login hands out once its session and `raw` token are stored."""
         access = self._tokens.issue(
             user_id=user.id, session_id=session_id, phone=user.phone, market=user.market
         )
         return TokenPair(access, raw, self._refresh_lifetime, user)
+
+    @property
+    def refresh_lifetime(self) -> timedelta:
+        """How long a refresh token lives."""
+        return timedelta(seconds=self._refresh_lifetime)
 
     async def refresh(self, raw: str, client_ip: str | None) -> TokenPair:
         """Exchange a refresh token for a new pair; detect and punish reuse."""
