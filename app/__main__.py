@@ -25,7 +25,8 @@ async def _purge(settings: Settings) -> int:
 
 
 def serve(settings: Settings) -> None:
-    """Run uvicorn: one worker (scale with replicas), proxy headers only from TRUSTED_PROXIES."""
+    """Run uvicorn with WORKERS processes (1: scale with replicas), proxy headers only
+    from TRUSTED_PROXIES."""
     import uvicorn
 
     trusted = ",".join(settings.trusted_proxies)
@@ -38,6 +39,7 @@ def serve(settings: Settings) -> None:
         timeout_graceful_shutdown=settings.graceful_shutdown_seconds,
         log_config=None,
         server_header=False,
+        workers=settings.workers,
     )
 
 

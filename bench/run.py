@@ -78,6 +78,25 @@ def cpu_ms(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) * 1000 / CLK_TCK
 
 
+def process_tree(pid: int) -> list[int]:
+    """`pid` and its descendants (uvicorn's worker processes)."""
+    pids, index = [pid], 0
+    while index < len(pids):
+        children = Path(f"/proc/{pids[index]}/task/{pids[index]}/children")
+        with contextlib.suppress(OSError):
+            pids += [int(child) for child in children.read_text().split()]
+        index += 1
+    return pids
+
+
+def tree_cpu_ms(pid: int) -> float:
+    total = 0.0
+    for each in process_tree(pid):
+        with contextlib.suppress(OSError):
+            total += cpu_ms(each)
+    return total
+
+
 def status_kb(pid: int, key: str) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(key + ":"):
@@ -180,10 +199,16 @@ class Server:
     url: str
 
 
-def start_floor(fake: Fake, workdir: Path) -> Server:
+def service_cores(workers: int) -> str:
+    """One worker has core 0 to itself; more share every core with the load."""
+    return SERVICE_CORE if workers == 1 else f"0-{(os.cpu_count() or 2) - 1}"
+
+
+def start_floor(fake: Fake, workdir: Path, workers: int) -> Server:
     port = free_port()
     env = dict(os.environ, FAKE_TWILIO_URL=fake.url)
-    command = ["taskset", "-c", SERVICE_CORE, PYTHON, "-m", "uvicorn", "bench.floor_app:app"]
+    command = ["taskset", "-c", service_cores(workers), PYTHON, "-m", "uvicorn"]
+    command += ["bench.floor_app:app", "--workers", str(workers)]
     command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
     command += ["--no-access-log", "--no-server-header"]
     process = Process("floor", command, env, workdir / "floor.log")
@@ -192,7 +217,9 @@ def start_floor(fake: Fake, workdir: Path) -> Server:
     return Server("floor", process, url)
 
 
-def service_env(database_url: str, fake: Fake, port: int, transport: str) -> dict[str, str]:
+def service_env(
+    database_url: str, fake: Fake, port: int, transport: str, workers: int
+) -> dict[str, str]:
     from app.core.config import Settings
 
     env = {k: v for k, v in os.environ.items() if k.lower() not in Settings.model_fields}
@@ -210,17 +237,18 @@ def service_env(database_url: str, fake: Fake, port: int, transport: str) -> dic
         RATE_LIMIT_STORAGE_URL="memory://",
         MARKETS=json.dumps(MARKETS),
         TWILIO_HTTP_TRANSPORT=transport,
+        WORKERS=str(workers),
         **LIMIT_SETTINGS,
     )
     return env
 
 
 def start_service(
-    name: str, transport: str, database_url: str, fake: Fake, workdir: Path
+    name: str, transport: str, database_url: str, fake: Fake, workdir: Path, workers: int
 ) -> Server:
     port = free_port()
-    env = service_env(database_url, fake, port, transport)
-    command = ["taskset", "-c", SERVICE_CORE, PYTHON, "-m", "app", "serve"]
+    env = service_env(database_url, fake, port, transport, workers)
+    command = ["taskset", "-c", service_cores(workers), PYTHON, "-m", "app", "serve"]
     process = Process(name, command, env, workdir / f"{name}.log")
     url = f"http://127.0.0.1:{port}"
     wait_ready(url + "/readyz", process)
@@ -315,11 +343,12 @@ def measure(
     mode = cell.endpoint
     if warmup > 0:  # warm the pools with sends to numbers of the warm-up range
         run_wrk(server.url, "send", base + 40_000, cell.connections, warmup)
-    pid = server.process.pid
-    reset_peak_rss(pid)
-    cpu0, fake_cpu0, conns0 = cpu_ms(pid), fake.cpu_ms(), fake.connections()
+    pids = process_tree(server.process.pid)
+    for pid in pids:
+        reset_peak_rss(pid)
+    cpu0, fake_cpu0, conns0 = tree_cpu_ms(pids[0]), fake.cpu_ms(), fake.connections()
     result = run_wrk(server.url, mode, base, cell.connections, seconds)
-    cpu1, fake_cpu1, conns1 = cpu_ms(pid), fake.cpu_ms(), fake.connections()
+    cpu1, fake_cpu1, conns1 = tree_cpu_ms(pids[0]), fake.cpu_ms(), fake.connections()
     elapsed = result["duration_us"] / 1e6
     requests = result["requests"]
     cell.requests = requests
@@ -329,7 +358,8 @@ def measure(
     cell.non2xx = result["status_errors"]
     cell.socket_errors = result["socket_errors"] + result["timeouts"]
     cell.cpu_ms_per_req = (cpu1 - cpu0) / max(requests, 1)
-    cell.peak_rss_mb = status_kb(pid, "VmHWM") / 1024
+    # Per process: the largest worker (the master of several workers serves nothing).
+    cell.peak_rss_mb = max(status_kb(pid, "VmHWM") for pid in pids) / 1024
     cell.conn_per_req = (conns1 - conns0) / max(requests, 1)
     cell.fake_cpu_pct = (fake_cpu1 - fake_cpu0) / 10 / elapsed
     if server.process.popen.poll() is not None:
@@ -407,6 +437,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default="aiohttp",
         help="service variants by TWILIO_HTTP_TRANSPORT: aiohttp (the default), httpx",
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="uvicorn workers of the service and the floor (1: pinned to core 0; more: all cores)",
+    )
     parser.add_argument("--fake", choices=["auto", "nginx", "python"], default="auto")
     parser.add_argument("--latency", type=float, default=0.05, help="fake Twilio latency, s")
     parser.add_argument(
@@ -437,9 +473,9 @@ def main(argv: list[str] | None = None) -> None:
     print(f"# Phone Auth benchmark, {started:%Y-%m-%d %H:%M} UTC")
     print(f"machine: {machine()}")
     print(
-        f"fake Twilio: {fake_kind}, {args.latency * 1000:.0f} ms; service and floor on core "
-        f"{SERVICE_CORE}, fake and wrk on core {LOAD_CORE}; {args.seconds:g} s per cell after "
-        f"{args.warmup:g} s warm-up"
+        f"fake Twilio: {fake_kind}, {args.latency * 1000:.0f} ms; service and floor: "
+        f"{args.workers} worker(s) on core(s) {service_cores(args.workers)}, fake and wrk on "
+        f"core {LOAD_CORE}; {args.seconds:g} s per cell after {args.warmup:g} s warm-up"
     )
     print(
         "limits raised for the bench (all load comes from 127.0.0.1): "
@@ -451,7 +487,7 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="phone-auth-bench-") as tmp:
         workdir = Path(tmp)
         fake = Fake(fake_kind, args.latency, workdir)
-        floor = start_floor(fake, workdir)
+        floor = start_floor(fake, workdir, args.workers)
         with stopping(fake.process, floor.process):
             for db in args.dbs.split(","):
                 url = (
@@ -461,7 +497,8 @@ def main(argv: list[str] | None = None) -> None:
                 )
                 prepare_database(url)
                 services = [
-                    start_service(f"service-{t}", t, url, fake, workdir) for t in transports
+                    start_service(f"service-{t}", t, url, fake, workdir, args.workers)
+                    for t in transports
                 ]
                 with stopping(*(s.process for s in services)):
                     for endpoint in args.endpoints.split(","):

@@ -102,6 +102,7 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     graceful_shutdown_seconds: int = Field(default=20, ge=1, le=300)
+    workers: int = Field(default=1, ge=1, le=64)
 
     database_url: str = "sqlite+aiosqlite:///./phone_auth.db"
     database_pool_size: int = Field(default=10, ge=1, le=200)
