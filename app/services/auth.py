@@ -32,6 +32,7 @@ from app.services.users import LoginUser, get_or_create_for_login
 from app.services.verifications import (
     Market,
     Providers,
+    ReservedCheck,
     StartedVerification,
     VerificationService,
     require_code_format,
@@ -107,9 +108,9 @@ class AuthService:
         if refusal is not None:
             self._metrics.rate_limit_refusals.labels(refusal.limit.value).inc()
             raise _refused(refusal, phone, market)
-        await self._verifications.check(provider, phone, market, code)
+        approved = await self._verifications.check(provider, phone, market, code)
         try:
-            found, pair = await self._store_login(phone, market, client_ip)
+            stored = await self._store_login(approved, phone, market, client_ip)
         except DATABASE_DOWN_ERRORS as exc:
             # The code is spent (Twilio approved it); only a new one can log in now.
             logger.error(
@@ -119,6 +120,9 @@ class AuthService:
                 type(getattr(exc, "orig", None) or exc).__name__,
             )
             raise ServiceUnavailable(MSG_LOGIN_NOT_STORED) from exc
+        if stored is None:
+            raise self._verifications.approval_lost(approved, phone, market)
+        found, pair = stored
         logger.info(
             "Login: user=%s market=%s new=%s phone=%s",
             found.user.id,
@@ -129,15 +133,17 @@ class AuthService:
         return LoginResult(tokens=pair, market=market, is_new_user=found.created)
 
     async def _store_login(
-        self, phone: Phone, market: Market, client_ip: str | None
-    ) -> tuple[LoginUser, TokenPair]:
-        """Find or make the user and open its session: one statement on PostgreSQL."""
+        self, approved: ReservedCheck, phone: Phone, market: Market, client_ip: str | None
+    ) -> tuple[LoginUser, TokenPair] | None:
+        """Mark the verification used, find or make the user and open its session: one
+        statement on PostgreSQL. None when another request used the verification first."""
         if self._writes.dialect == "postgresql":
             session_id, raw = uuid.uuid4().hex, secrets.token_urlsafe(32)
             now = utcnow()
             row = await store_login(
                 self._writes,
                 LoginValues(
+                    verification_id=approved.id,
                     phone=phone.e164,
                     name=phone.national_number,
                     market=market.name,
@@ -149,11 +155,19 @@ class AuthService:
                     now=now,
                 ),
             )
-            if row is not None:
-                values = row._asdict()
-                created = bool(values.pop("created"))
+            if row is None:
+                return None
+            self._verifications.approval_stored(approved, phone, market)
+            values = row._asdict()
+            del values["verification_id"]
+            created = bool(values.pop("created"))
+            if values["id"] is not None:
                 user = User(**values)
                 return LoginUser(user, created), self._sessions.first_pair(user, session_id, raw)
+        elif await self._verifications.mark_approved(approved):
+            self._verifications.approval_stored(approved, phone, market)
+        else:
+            return None
         found = await get_or_create_for_login(self._session, phone, market.name)
         if not found.user.is_active:
             logger.warning("Login refused for disabled user %s", mask_phone(phone.e164))

@@ -1,11 +1,13 @@
 """A whole login stored in one statement on PostgreSQL.
 
-The user (stamped, or made when the number is new), the login's session, its
-first refresh token and the audit event go in one data-modifying WITH, run
-autocommitted: one round trip where the portable path takes seven. It answers
-nothing when the user is disabled or a concurrent first login of the same
-number got there first; the caller then takes the portable path, which says
-which of the two it was.
+The approved verification marked used, the user (stamped, or made when the
+number is new), the login's session, its first refresh token and the audit
+event go in one data-modifying WITH, run autocommitted: one round trip where
+the portable path takes eight. Nothing is written when another request used
+the verification first. When the user is disabled, or a concurrent first
+login of the same number made it a moment ago, only the verification is
+marked; the caller then takes the portable path for the user, which tells
+the two apart.
 """
 
 from __future__ import annotations
@@ -31,10 +33,20 @@ from sqlalchemy.sql.expression import update
 from sqlalchemy.sql.type_api import TypeEngine
 
 from app.core.database import StatementRunner
-from app.models import AuthEvent, AuthEventType, AuthSession, RefreshToken, User
+from app.models import (
+    AuthEvent,
+    AuthEventType,
+    AuthSession,
+    RefreshToken,
+    User,
+    Verification,
+    VerificationStatus,
+)
 from app.models.base import table_of
 
-_U, _S, _R, _E = (table_of(m) for m in (User, AuthSession, RefreshToken, AuthEvent))
+_U, _S, _R, _E, _V = (
+    table_of(m) for m in (User, AuthSession, RefreshToken, AuthEvent, Verification)
+)
 USER_COLUMNS = ("id", "phone", "name", "full_name", "market", "is_active", "is_verified")
 
 
@@ -44,9 +56,28 @@ def _param(name: str, type_: TypeEngine[Any]) -> BindParameter[Any]:
 
 def _build() -> Select[Any]:
     user_columns = [_U.c[name] for name in USER_COLUMNS]
+    approved = (
+        update(_V)
+        .where(
+            _V.c.id == bindparam("b_verification_id"),
+            _V.c.status == VerificationStatus.PENDING.value,
+        )
+        .values(
+            status=VerificationStatus.APPROVED.value,
+            # The attempt taken for this check was not a failed one.
+            failed_attempts=_V.c.failed_attempts - 1,
+            updated_at=bindparam("b_now"),
+        )
+        .returning(_V.c.id.label("verification_id"))
+        .cte("approved_verification")
+    )
     touched = (
         update(_U)
-        .where(_U.c.phone == bindparam("b_phone"), _U.c.is_active.is_(True))
+        .where(
+            _U.c.phone == bindparam("b_phone"),
+            _U.c.is_active.is_(True),
+            exists(select(approved.c.verification_id)),
+        )
         .values(last_login_at=bindparam("b_now"), updated_at=bindparam("b_now"), is_verified=True)
         .returning(*user_columns, false().label("created"))
         .cte("touched_user")
@@ -65,7 +96,7 @@ def _build() -> Select[Any]:
                 _param("b_now", _U.c.created_at.type),
                 _param("b_now", _U.c.updated_at.type),
                 _param("b_now", _U.c.last_login_at.type),
-            ).where(~exists(select(touched.c.id))),
+            ).where(~exists(select(touched.c.id)), exists(select(approved.c.verification_id))),
         )
         .on_conflict_do_nothing(index_elements=[_U.c.phone])
         .returning(*user_columns, true().label("created"))
@@ -100,10 +131,14 @@ def _build() -> Select[Any]:
             _param("b_now", _E.c.created_at.type),
         ),
     )
-    return select(login_user).add_cte(
-        new_session.cte("new_session"),
-        new_token.cte("new_refresh_token"),
-        event.cte("login_event"),
+    return (
+        select(approved.c.verification_id, *login_user.c)
+        .select_from(approved.outerjoin(login_user, true()))
+        .add_cte(
+            new_session.cte("new_session"),
+            new_token.cte("new_refresh_token"),
+            event.cte("login_event"),
+        )
     )
 
 
@@ -114,6 +149,7 @@ _STORE_LOGIN = _build()
 class LoginValues:
     """What one login writes."""
 
+    verification_id: int
     phone: str
     name: str
     market: str
@@ -126,11 +162,13 @@ class LoginValues:
 
 
 async def store_login(writes: StatementRunner, values: LoginValues) -> Row[Any] | None:
-    """The user's row (`USER_COLUMNS` and `created`), or None to take the portable path."""
+    """None when the verification was used already; else a row of `verification_id`,
+    `USER_COLUMNS` and `created`, the user's columns None to take the portable path."""
     async with writes.begin() as connection:
         result = await connection.execute(
             _STORE_LOGIN,
             {
+                "b_verification_id": values.verification_id,
                 "b_phone": values.phone,
                 "b_name": values.name,
                 "b_market": values.market,

@@ -7,6 +7,7 @@ Parameter names and error codes follow Twilio's OpenAPI description
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import random
 import time
@@ -105,7 +106,9 @@ class TwilioVerifyClient:
     ) -> None:
         self._client = client
         self._metrics = metrics
-        self._auth = httpx.BasicAuth(credentials.account_sid, credentials.auth_token)
+        # Basic auth as a ready header: httpx's auth flow costs more per call.
+        basic = base64.b64encode(f"{credentials.account_sid}:{credentials.auth_token}".encode())
+        self._headers = {"Authorization": f"Basic {basic.decode()}"}
         service = f"{base_url.rstrip('/')}/v2/Services/{credentials.service_sid}"
         self._start_url = f"{service}/Verifications"
         self._check_url = f"{service}/VerificationCheck"
@@ -177,7 +180,7 @@ class TwilioVerifyClient:
         """POST one request; turn every transport failure into a provider error."""
         started = time.perf_counter()
         try:
-            response = await self._client.post(url, data=form, auth=self._auth)
+            response = await self._client.post(url, data=form, headers=self._headers)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             self._observe(operation, started, "error", type(exc).__name__)
             raise _Retryable(exc, f"connection not made ({type(exc).__name__})") from exc

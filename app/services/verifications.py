@@ -322,15 +322,37 @@ class VerificationService:
     async def check(
         self, provider: VerifyProvider, phone: Phone, market: Market, code: str
     ) -> ReservedCheck:
-        """Check `code` for `phone`; return the approved row or raise the contract's error."""
+        """Check `code` for `phone` with the provider, or raise the contract's error.
+
+        An approved row comes back still pending: the caller marks it used with
+        `mark_approved`, or in the same statement as the login where it can,
+        and then calls `approval_stored` or `approval_lost`.
+        """
         channel: list[str] = ["none"]
         try:
-            row = await self._check(provider, phone, market, code, channel)
+            return await self._check(provider, phone, market, code, channel)
         except AppError as exc:
             self._metrics.verifications_failed.labels(market.name, channel[0], _outcome(exc)).inc()
             raise
+
+    async def mark_approved(self, row: ReservedCheck) -> bool:
+        """Mark an approved row used; False when another request used it first."""
+        return await self._finish(row, VerificationStatus.APPROVED, refund_attempt=True)
+
+    def approval_stored(self, row: ReservedCheck, phone: Phone, market: Market) -> None:
+        """Count and log an approval that is now marked used."""
         self._metrics.verifications_approved.labels(market.name, row.channel).inc()
-        return row
+        logger.info(
+            "Verification approved: market=%s phone=%s", market.name, mask_phone(phone.e164)
+        )
+
+    def approval_lost(self, row: ReservedCheck, phone: Phone, market: Market) -> AppError:
+        """The error for a code another request used at the same moment."""
+        self._metrics.verifications_failed.labels(market.name, row.channel, "invalid_code").inc()
+        logger.info(
+            "Verification already used: market=%s phone=%s", market.name, mask_phone(phone.e164)
+        )
+        return InvalidCode()
 
     async def _check(
         self,
@@ -358,11 +380,7 @@ class VerificationService:
 
         masked = mask_phone(phone.e164)
         if outcome is CheckOutcome.APPROVED:
-            if await self._finish(row, VerificationStatus.APPROVED, refund_attempt=True):
-                logger.info("Verification approved: market=%s phone=%s", market.name, masked)
-                return row
-            logger.info("Verification already used: market=%s phone=%s", market.name, masked)
-            raise InvalidCode()
+            return row
         if outcome is CheckOutcome.MAX_ATTEMPTS:
             await self._finish(row, VerificationStatus.LOCKED)
             logger.warning(
