@@ -18,6 +18,9 @@ from sqlalchemy.ext.asyncio import (
 from app.core.config import Settings
 
 SQLITE_BUSY_TIMEOUT_SECONDS = 30
+# SQLite writes one transaction at a time: more connections only park more
+# threads in its busy handler, where a short pool queue waits for free.
+SQLITE_POOL_SIZE = 3
 
 
 def create_engine(settings: Settings) -> AsyncEngine:
@@ -25,7 +28,12 @@ def create_engine(settings: Settings) -> AsyncEngine:
     url = make_url(settings.database_url)
     if url.get_backend_name() == "sqlite":
         engine = create_async_engine(
-            url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS}, pool_pre_ping=False
+            url,
+            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS},
+            pool_pre_ping=False,
+            pool_size=SQLITE_POOL_SIZE,
+            max_overflow=0,
+            pool_timeout=settings.database_pool_timeout_seconds,
         )
         _tune_sqlite(engine)
         return engine
