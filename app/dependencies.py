@@ -46,7 +46,8 @@ async def get_session(resources: ResourcesDep) -> AsyncIterator[AsyncSession]:
             await session.rollback()
             raise
         else:
-            await session.commit()
+            if session.in_transaction():  # nothing to commit when nothing was touched
+                await session.commit()
 
 
 # scope="function" commits before the response is sent, so a 200 means it is stored.

@@ -4,14 +4,17 @@ The same answers as `limits`' MovingWindowRateLimiter over its MemoryStorage,
 at a fraction of the cost: that storage keeps every window as a list it
 inserts into at the front, and its expiry task walks every key it has seen
 through a worker thread on each pass, which grows with every number that
-ever asked for a code. Here a window is a deque, and keys whose windows have
-emptied are dropped as a side effect of hits, oldest activity first.
+ever asked for a code. Here a window is a short list appended to (a number's
+windows hold a handful of hits: a deque's fixed block would be most of the
+memory), and keys whose windows have emptied are dropped as a side effect of
+hits, oldest activity first.
 """
 
 from __future__ import annotations
 
 import time
-from collections import OrderedDict, deque
+from bisect import bisect_left
+from collections import OrderedDict
 from typing import NamedTuple
 
 from limits import RateLimitItem
@@ -29,14 +32,13 @@ class _Window:
 
     def __init__(self, expiry: int) -> None:
         self.expiry = expiry
-        self.hits: deque[float] = deque()
+        self.hits: list[float] = []
 
     def trim(self, now: float) -> int:
         """Forget hits older than the window; return how many are left."""
         hits = self.hits
-        cutoff = now - self.expiry
-        while hits and hits[0] < cutoff:
-            hits.popleft()
+        if hits and hits[0] < now - self.expiry:
+            del hits[: bisect_left(hits, now - self.expiry)]
         return len(hits)
 
 
