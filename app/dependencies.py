@@ -54,14 +54,18 @@ async def get_session(resources: ResourcesDep) -> AsyncIterator[AsyncSession]:
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 
-async def get_auth_service(
-    session: SessionDep, settings: SettingsDep, resources: ResourcesDep
-) -> AuthService:
-    """The login service for this request."""
+async def get_auth_service(request: Request) -> AuthService:
+    """The login service for this request.
+
+    It opens database sessions itself, only on its uncommon paths: a login's
+    usual writes are single statements (see `StatementRunner`), so these two
+    hot routes skip the per-request session.
+    """
+    resources: Resources = request.app.state.resources
     return AuthService(
-        session,
+        resources.sessionmaker,
         resources.writes,
-        settings,
+        request.app.state.settings,
         resources.providers,
         resources.limits,
         resources.tokens,
@@ -126,8 +130,9 @@ async def get_current_user(auth: AuthenticatedDep) -> User:
 CurrentUser = Annotated[User, Depends(get_current_user)]
 
 
-async def get_client_ip(request: Request, resources: ResourcesDep) -> str | None:
+async def get_client_ip(request: Request) -> str | None:
     """The client's address: the socket peer, or what a trusted proxy says it is."""
+    resources: Resources = request.app.state.resources
     peer = request.client.host if request.client else None
     # A proxy may add its own header line rather than append to the client's.
     forwarded = ",".join(request.headers.getlist("x-forwarded-for")) or None

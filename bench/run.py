@@ -97,6 +97,17 @@ def tree_cpu_ms(pid: int) -> float:
     return total
 
 
+def postgres_cpu() -> dict[int, float]:
+    """CPU ms of every PostgreSQL process on the machine, by pid."""
+    found = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            text = stat.read_text()
+            if text.split("(", 1)[1].split(")", 1)[0] == "postgres":
+                found[int(stat.parent.name)] = cpu_ms(int(stat.parent.name))
+    return found
+
+
 def status_kb(pid: int, key: str) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(key + ":"):
@@ -319,6 +330,7 @@ class Cell:
     peak_rss_mb: float = 0.0
     conn_per_req: float = 0.0
     fake_cpu_pct: float = 0.0
+    db_cpu_ms_per_req: float = 0.0
     requests: int = 0
     ratios: dict[str, float] = field(default_factory=dict)
 
@@ -347,8 +359,10 @@ def measure(
     for pid in pids:
         reset_peak_rss(pid)
     cpu0, fake_cpu0, conns0 = tree_cpu_ms(pids[0]), fake.cpu_ms(), fake.connections()
+    db0 = postgres_cpu() if cell.db == "postgres" else {}
     result = run_wrk(server.url, mode, base, cell.connections, seconds)
     cpu1, fake_cpu1, conns1 = tree_cpu_ms(pids[0]), fake.cpu_ms(), fake.connections()
+    db1 = postgres_cpu() if cell.db == "postgres" else {}
     elapsed = result["duration_us"] / 1e6
     requests = result["requests"]
     cell.requests = requests
@@ -362,6 +376,8 @@ def measure(
     cell.peak_rss_mb = max(status_kb(pid, "VmHWM") for pid in pids) / 1024
     cell.conn_per_req = (conns1 - conns0) / max(requests, 1)
     cell.fake_cpu_pct = (fake_cpu1 - fake_cpu0) / 10 / elapsed
+    db_ms = sum(ms - db0.get(pid, 0.0) for pid, ms in db1.items())
+    cell.db_cpu_ms_per_req = db_ms / max(requests, 1)
     if server.process.popen.poll() is not None:
         sys.exit(f"{server.name} died:\n{server.process.tail()}")
     return cell
@@ -383,8 +399,8 @@ def add_ratios(cell: Cell, floor: Cell) -> None:
 def table(cells: list[Cell]) -> str:
     head = (
         "| db | endpoint | conns | server | req/s (x floor) | p50 ms (x) | p99 ms (x) | non-2xx "
-        "| CPU ms/req (x) | peak RSS MB | new conns/req | fake CPU % |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+        "| CPU ms/req (x) | PostgreSQL CPU ms/req | peak RSS MB | new conns/req | fake CPU % |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
     rows = []
     for c in cells:
@@ -393,10 +409,12 @@ def table(cells: list[Cell]) -> str:
             return f" ({ratios[key]:.2f}x)" if ratios else ""
 
         non2xx = f"{c.non2xx}" + (f" +{c.socket_errors} sock" if c.socket_errors else "")
+        pg_cpu = f"{c.db_cpu_ms_per_req:.2f}" if c.db == "postgres" else "-"
         rows.append(
             f"| {c.db} | {c.endpoint} | {c.connections} | {c.server} | {c.rps:.0f}{x('rps')} "
             f"| {c.p50_ms:.0f}{x('p50')} | {c.p99_ms:.0f}{x('p99')} | {non2xx} "
-            f"| {c.cpu_ms_per_req:.2f}{x('cpu')} | {c.peak_rss_mb:.0f} | {c.conn_per_req:.3f} "
+            f"| {c.cpu_ms_per_req:.2f}{x('cpu')} | {pg_cpu} | {c.peak_rss_mb:.0f} "
+            f"| {c.conn_per_req:.3f} "
             f"| {c.fake_cpu_pct:.0f} |"
         )
     return head + "\n".join(rows) + "\n"
@@ -536,8 +554,9 @@ def main(argv: list[str] | None = None) -> None:
     print(table(cells))
     print(
         "req/s is logins/s (send + verify) for `login`; p50/p99 are per request; CPU is "
-        "the server process's utime+stime per request; new conns/req counts connections "
-        "the fake accepted; fake CPU % is of one core (100 = saturated)."
+        "the server's processes' utime+stime per request; new conns/req counts connections "
+        "the fake accepted; fake CPU % is of one core (100 = saturated); PostgreSQL CPU is "
+        "every postgres process's, per request."
     )
     if args.json:
         args.json.write_text(json.dumps([asdict(c) for c in cells], indent=1))

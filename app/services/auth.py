@@ -6,8 +6,9 @@ import logging
 import secrets
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core.config import Channel, Settings
 from app.core.database import StatementRunner
@@ -26,7 +27,7 @@ from app.models.base import utcnow
 from app.services.login_statement import LoginValues, store_login
 from app.services.phone import Phone, mask_phone
 from app.services.rate_limits import Limit, LoginLimits, Refusal
-from app.services.sessions import SessionService, TokenPair, hash_token
+from app.services.sessions import SessionService, TokenPair, first_pair, hash_token
 from app.services.tokens import TokenService
 from app.services.users import LoginUser, get_or_create_for_login
 from app.services.verifications import (
@@ -60,7 +61,7 @@ class AuthService:
 
     def __init__(
         self,
-        session: AsyncSession,
+        sessions: async_sessionmaker[AsyncSession],
         writes: StatementRunner,
         settings: Settings,
         providers: Providers,
@@ -68,13 +69,13 @@ class AuthService:
         tokens: TokenService,
         metrics: Metrics,
     ) -> None:
-        self._session = session
+        self._db_sessions = sessions
         self._writes = writes
         self._settings = settings
         self._limits = limits
         self._metrics = metrics
-        self._verifications = VerificationService(session, writes, settings, providers, metrics)
-        self._sessions = SessionService(session, settings, tokens)
+        self._verifications = VerificationService(sessions, writes, settings, providers, metrics)
+        self._tokens = tokens
         self._test_provider = providers.test
 
     async def send_code(
@@ -149,7 +150,8 @@ class AuthService:
                     market=market.name,
                     session_id=session_id,
                     token_hash=hash_token(raw),
-                    refresh_expires_at=now + self._sessions.refresh_lifetime,
+                    refresh_expires_at=now
+                    + timedelta(seconds=self._settings.refresh_token_expire_seconds),
                     phone_masked=mask_phone(phone.e164),
                     client_ip=client_ip,
                     now=now,
@@ -163,16 +165,27 @@ class AuthService:
             created = bool(values.pop("created"))
             if values["id"] is not None:
                 user = User(**values)
-                return LoginUser(user, created), self._sessions.first_pair(user, session_id, raw)
+                pair = first_pair(
+                    self._tokens,
+                    self._settings.refresh_token_expire_seconds,
+                    user,
+                    session_id,
+                    raw,
+                )
+                return LoginUser(user, created), pair
         elif await self._verifications.mark_approved(approved):
             self._verifications.approval_stored(approved, phone, market)
         else:
             return None
-        found = await get_or_create_for_login(self._session, phone, market.name)
-        if not found.user.is_active:
-            logger.warning("Login refused for disabled user %s", mask_phone(phone.e164))
-            raise Forbidden()
-        return found, await self._sessions.start(found.user, client_ip)
+        async with self._db_sessions.begin() as session:
+            found = await get_or_create_for_login(session, phone, market.name)
+            if not found.user.is_active:
+                logger.warning("Login refused for disabled user %s", mask_phone(phone.e164))
+                raise Forbidden()
+            pair = await SessionService(session, self._settings, self._tokens).start(
+                found.user, client_ip
+            )
+        return found, pair
 
 
 def _refused(refusal: Refusal, phone: Phone, market: Market) -> AppError:

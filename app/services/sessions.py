@@ -54,6 +54,16 @@ def hash_token(raw: str) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
+def first_pair(
+    tokens: TokenService, refresh_lifetime: int, user: User, session_id: str, raw: str
+) -> TokenPair:
+    """The pair a login hands out once its session and `raw` refresh token are stored."""
+    access = tokens.issue(
+        user_id=user.id, session_id=session_id, phone=user.phone, market=user.market
+    )
+    return TokenPair(access, raw, refresh_lifetime, user)
+
+
 class SessionService:
     """Creates sessions at login, rotates their refresh tokens, revokes them."""
 
@@ -103,15 +113,7 @@ class SessionService:
 
     def first_pair(self, user: User, session_id: str, raw: str) -> TokenPair:
         """The pair a login hands out once its session and `raw` token are stored."""
-        access = self._tokens.issue(
-            user_id=user.id, session_id=session_id, phone=user.phone, market=user.market
-        )
-        return TokenPair(access, raw, self._refresh_lifetime, user)
-
-    @property
-    def refresh_lifetime(self) -> timedelta:
-        """How long a refresh token lives."""
-        return timedelta(seconds=self._refresh_lifetime)
+        return first_pair(self._tokens, self._refresh_lifetime, user, session_id, raw)
 
     async def refresh(self, raw: str, client_ip: str | None) -> TokenPair:
         """Exchange a refresh token for a new pair; detect and punish reuse."""

@@ -13,7 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import bindparam, exists, insert, literal_column, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
 from app.core.config import MarketSettings, Settings
 from app.core.database import StatementRunner
@@ -236,13 +236,13 @@ class VerificationService:
 
     def __init__(
         self,
-        session: AsyncSession,
+        sessions: async_sessionmaker[AsyncSession],
         writes: StatementRunner,
         settings: Settings,
         providers: Providers,
         metrics: Metrics,
     ) -> None:
-        self._session = session
+        self._sessions = sessions
         self._writes = writes
         self._settings = settings
         self._providers = providers
@@ -424,7 +424,10 @@ class VerificationService:
     async def _reserve_or_refuse(self, phone: Phone) -> ReservedCheck:
         """The uncommon case: say why no attempt can be taken, or take it after all
         (a row that changed since the one-statement try)."""
-        session = self._session
+        async with self._sessions() as session:
+            return await self._reserve_or_refuse_in(session, phone)
+
+    async def _reserve_or_refuse_in(self, session: AsyncSession, phone: Phone) -> ReservedCheck:
         row = await session.scalar(
             select(Verification)
             .where(Verification.phone == phone.e164)
