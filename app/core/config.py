@@ -108,6 +108,7 @@ class Settings(BaseSettings):
     database_pool_size: int = Field(default=10, ge=1, le=200)
     database_max_overflow: int = Field(default=10, ge=0, le=200)
     database_pool_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    database_pool_pre_ping: bool = False
 
     verify_provider: Literal["twilio", "console"] = "twilio"
     twilio_account_sid: str | None = None

@@ -110,8 +110,9 @@ class TwilioVerifyClient:
         basic = base64.b64encode(f"{credentials.account_sid}:{credentials.auth_token}".encode())
         self._headers = {"Authorization": f"Basic {basic.decode()}"}
         service = f"{base_url.rstrip('/')}/v2/Services/{credentials.service_sid}"
-        self._start_url = f"{service}/Verifications"
-        self._check_url = f"{service}/VerificationCheck"
+        # Parsed once: httpx would parse a string URL on every call.
+        self._start_url = httpx.URL(f"{service}/Verifications")
+        self._check_url = httpx.URL(f"{service}/VerificationCheck")
         self._max_retries = max_retries
         self._retry_base_delay = retry_base_delay
 
@@ -157,7 +158,7 @@ class TwilioVerifyClient:
         raise self._common_error(status, code, "check")
 
     async def _post_with_retries(
-        self, url: str, form: dict[str, str], operation: str
+        self, url: httpx.URL, form: dict[str, str], operation: str
     ) -> tuple[int, dict[str, Any]]:
         attempt = 0
         while True:
@@ -175,7 +176,7 @@ class TwilioVerifyClient:
                 await asyncio.sleep(delay)
 
     async def _send(
-        self, url: str, form: dict[str, str], operation: str
+        self, url: httpx.URL, form: dict[str, str], operation: str
     ) -> tuple[int, dict[str, Any]]:
         """POST one request; turn every transport failure into a provider error."""
         started = time.perf_counter()

@@ -269,15 +269,18 @@ async def test_connection_killed_while_storing_a_send(
 
 
 @pytest.mark.postgres
+@pytest.mark.parametrize("pre_ping", [False, True], ids=["closed-check", "pre-ping"])
 async def test_pool_connections_killed_while_twilio_answers(
     make_settings: SettingsFactory,
     db_engine: AsyncEngine,
     postgres_dsn: str,
     twilio: respx.MockRouter,
+    pre_ping: bool,
 ) -> None:
-    """No connection is held across the Twilio call, and dead pooled ones are replaced."""
+    """No connection is held across the Twilio call, and dead pooled ones are replaced,
+    with DATABASE_POOL_PRE_PING or without it."""
     mock_start(twilio)
-    app = create_app(make_settings(**NO_LIMITS))
+    app = create_app(make_settings(database_pool_pre_ping=pre_ping, **NO_LIMITS))
     pids: set[int] = set()
 
     def on_connect(dbapi_connection: Any, _record: Any) -> None:

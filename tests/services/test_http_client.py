@@ -109,3 +109,32 @@ async def test_slow_answer_times_out(client: httpx.AsyncClient) -> None:
 def test_httpx_transport_can_be_chosen() -> None:
     http = create_http_client(_settings(twilio_http_transport="httpx"))
     assert isinstance(http._transport, httpx.AsyncHTTPTransport)
+
+
+@pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
+async def test_cookies_a_response_sets_are_never_sent_back(transport: str) -> None:
+    seen: list[bytes] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while not reader.at_eof():
+            try:
+                seen.append(await _read_request(reader))
+            except asyncio.IncompleteReadError:
+                break
+            writer.write(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                b"Set-Cookie: tracker=abc; Path=/\r\nContent-Length: 2\r\n\r\n{}"
+            )
+            await writer.drain()
+        writer.close()
+
+    http = create_http_client(_settings(twilio_http_transport=transport))
+    server, url = await _serve(handler)
+    async with server, http:
+        for _ in range(2):
+            response = await http.post(f"{url}/v2/Services/VA1/VerificationCheck", data={})
+            assert response.status_code == 200
+
+    assert len(seen) == 2
+    assert b"cookie" not in seen[1].lower()
+    assert not http.cookies
