@@ -106,7 +106,7 @@ class Settings(BaseSettings):
 
     database_url: str = "sqlite+aiosqlite:///./phone_auth.db"
     database_pool_size: int = Field(default=10, ge=1, le=200)
-    database_max_overflow: int = Field(default=10, ge=0, le=200)
+    database_max_overflow: int = Field(default=0, ge=0, le=200)
     database_pool_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
     database_pool_pre_ping: bool = False
 
