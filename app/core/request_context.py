@@ -3,10 +3,12 @@ middleware that sets it, answers `X-Request-ID`, counts requests and logs each o
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
 import re
+import secrets
 import time
-import uuid
 from contextvars import ContextVar
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -21,6 +23,29 @@ phone_var: ContextVar[str | None] = ContextVar("phone", default=None)
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 UNMATCHED_ROUTE = "unmatched"
+
+
+class _RequestIds:
+    """32 hex characters: 64 random bits per process, then a counter.
+
+    As unique as a UUID4 for tracing, without reading the system's random
+    source on every request. Made again after a fork, so workers never share.
+    """
+
+    def __init__(self) -> None:
+        self._pid = -1
+        self._prefix = ""
+        self._counter = itertools.count()
+
+    def next(self) -> str:
+        """A new request id."""
+        if self._pid != os.getpid():
+            self._pid, self._prefix = os.getpid(), secrets.token_hex(8)
+            self._counter = itertools.count()
+        return f"{self._prefix}{next(self._counter) & 0xFFFFFFFFFFFFFFFF:016x}"
+
+
+_request_ids = _RequestIds()
 
 
 def set_log_phone(masked: str) -> None:
@@ -41,7 +66,9 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
         incoming = _header(scope, b"x-request-id")
-        request_id = incoming if incoming and _REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
+        request_id = (
+            incoming if incoming and _REQUEST_ID.fullmatch(incoming) else _request_ids.next()
+        )
         id_token = request_id_var.set(request_id)
         route_token = route_var.set(None)
         phone_token = phone_var.set(None)

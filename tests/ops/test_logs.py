@@ -281,3 +281,11 @@ async def test_request_id_reaches_in_process_log_records(
     assert access["route"] == "unmatched"
     assert access["status"] == 404
     assert "phone" not in access
+
+
+async def test_generated_request_ids_are_distinct(client: httpx.AsyncClient) -> None:
+    answers = [await client.get("/api/v1/users/me") for _ in range(50)]
+
+    ids = {answer.headers["x-request-id"] for answer in answers}
+    assert len(ids) == 50
+    assert all(GENERATED_ID.fullmatch(request_id) for request_id in ids)
