@@ -14,7 +14,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.models import AuthEvent, AuthSession, RefreshToken
-from tests.api.helpers import CODE, KG_PHONE, SEND, VERIFY, disable_user, mock_check, mock_start
+from tests.api.helpers import CODE, KG_PHONE, SEND, VERIFY, mock_check, mock_start
 from tests.conftest import ClientFactory
 
 
@@ -86,20 +86,3 @@ async def test_a_returning_user_logs_in_with_the_same_two(
                 )
         assert answer.json()["is_new_user"] is False
         assert len(sent) == 2
-
-
-async def test_a_disabled_user_falls_back_and_is_refused(
-    client_for: ClientFactory, twilio: respx.MockRouter, db_engine: AsyncEngine
-) -> None:
-    mock_start(twilio)
-    mock_check(twilio, "approved")
-    async with client_for(rate_limit_enabled=False) as client:
-        await client.post(SEND, json={"phone": KG_PHONE})
-        await client.post(VERIFY, json={"phone": KG_PHONE, "verification_code": CODE})
-        await disable_user(db_engine, KG_PHONE)
-        await client.post(SEND, json={"phone": KG_PHONE})
-        answer = await client.post(VERIFY, json={"phone": KG_PHONE, "verification_code": CODE})
-
-    assert answer.status_code == 403
-    assert answer.json() == {"detail": "User account is disabled."}
-    assert len(await rows(db_engine, AuthSession)) == 1
