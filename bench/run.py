@@ -228,6 +228,9 @@ def start_floor(fake: Fake, workdir: Path, workers: int) -> Server:
     return Server("floor", process, url)
 
 
+EXTRA_SETTINGS: dict[str, str] = {}  # --set KEY=VALUE
+
+
 def service_env(
     database_url: str, fake: Fake, port: int, transport: str, workers: int
 ) -> dict[str, str]:
@@ -251,6 +254,7 @@ def service_env(
         WORKERS=str(workers),
         **LIMIT_SETTINGS,
     )
+    env.update(EXTRA_SETTINGS)
     return env
 
 
@@ -461,6 +465,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=1,
         help="uvicorn workers of the service and the floor (1: pinned to core 0; more: all cores)",
     )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SETTING=VALUE",
+        help="a setting for the service, e.g. TWILIO_MAX_CONNECTIONS=400 (repeatable)",
+    )
     parser.add_argument("--fake", choices=["auto", "nginx", "python"], default="auto")
     parser.add_argument("--latency", type=float, default=0.05, help="fake Twilio latency, s")
     parser.add_argument(
@@ -483,6 +494,9 @@ def main(argv: list[str] | None = None) -> None:
         if not shutil.which(tool):
             sys.exit(f"{tool} is needed (Debian: apt-get install wrk util-linux)")
     transports = args.transports.split(",")
+    for pair in args.set:
+        key, _, value = pair.partition("=")
+        EXTRA_SETTINGS[key.strip().upper()] = value
     fake_kind = args.fake
     if fake_kind == "auto":
         echo = Path("/usr/lib/nginx/modules/ngx_http_echo_module.so").exists()
@@ -500,6 +514,10 @@ def main(argv: list[str] | None = None) -> None:
         + ", ".join(f"{k}={v}" for k, v in LIMIT_SETTINGS.items())
         + f", sms_budget={RAISED} per market; per-phone limits unchanged (one number per request)"
     )
+    if EXTRA_SETTINGS:
+        print(
+            "settings given with --set: " + ", ".join(f"{k}={v}" for k, v in EXTRA_SETTINGS.items())
+        )
     cells: list[Cell] = []
     cell_no = 0
     with tempfile.TemporaryDirectory(prefix="phone-auth-bench-") as tmp:
