@@ -64,11 +64,13 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-async def login(client: httpx.AsyncClient, phone: str = KG_PHONE) -> dict[str, Any]:
+async def login(
+    client: httpx.AsyncClient, phone: str = KG_PHONE, code: str = CODE
+) -> dict[str, Any]:
     """Send a code and verify it (Twilio mocked by the test); the verify-code body."""
     sent = await client.post(SEND, json={"phone": phone})
     assert sent.status_code == 200, sent.text
-    verified = await client.post(VERIFY, json={"phone": phone, "verification_code": CODE})
+    verified = await client.post(VERIFY, json={"phone": phone, "verification_code": code})
     assert verified.status_code == 200, verified.text
     body: dict[str, Any] = verified.json()
     return body
