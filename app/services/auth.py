@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import secrets
-import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -27,7 +25,13 @@ from app.models.base import utcnow
 from app.services.login_statement import LoginValues, store_login
 from app.services.phone import Phone, mask_phone
 from app.services.rate_limits import Limit, LoginLimits, Refusal
-from app.services.sessions import SessionService, TokenPair, first_pair, hash_token
+from app.services.sessions import (
+    SessionService,
+    TokenPair,
+    first_pair,
+    hash_token,
+    new_login_session,
+)
 from app.services.tokens import TokenService
 from app.services.users import LoginUser, get_or_create_for_login
 from app.services.verifications import (
@@ -139,7 +143,7 @@ class AuthService:
         """Mark the verification used, find or make the user and open its session: one
         statement on PostgreSQL. None when another request used the verification first."""
         if self._writes.dialect == "postgresql":
-            session_id, raw = uuid.uuid4().hex, secrets.token_urlsafe(32)
+            session_id, raw = new_login_session()
             now = utcnow()
             row = await store_login(
                 self._writes,

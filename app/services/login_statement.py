@@ -39,14 +39,11 @@ from app.models import (
     AuthSession,
     RefreshToken,
     User,
-    Verification,
-    VerificationStatus,
 )
 from app.models.base import table_of
+from app.services.verifications import MARK_APPROVED
 
-_U, _S, _R, _E, _V = (
-    table_of(m) for m in (User, AuthSession, RefreshToken, AuthEvent, Verification)
-)
+_U, _S, _R, _E = (table_of(m) for m in (User, AuthSession, RefreshToken, AuthEvent))
 USER_COLUMNS = ("id", "phone", "name", "full_name", "market", "is_active", "is_verified")
 
 
@@ -56,27 +53,13 @@ def _param(name: str, type_: TypeEngine[Any]) -> BindParameter[Any]:
 
 def _build() -> Select[Any]:
     user_columns = [_U.c[name] for name in USER_COLUMNS]
-    approved = (
-        update(_V)
-        .where(
-            _V.c.id == bindparam("b_verification_id"),
-            _V.c.status == VerificationStatus.PENDING.value,
-        )
-        .values(
-            status=VerificationStatus.APPROVED.value,
-            # The attempt taken for this check was not a failed one.
-            failed_attempts=_V.c.failed_attempts - 1,
-            updated_at=bindparam("b_now"),
-        )
-        .returning(_V.c.id.label("verification_id"))
-        .cte("approved_verification")
-    )
+    approved = MARK_APPROVED.cte("approved_verification")
     touched = (
         update(_U)
         .where(
             _U.c.phone == bindparam("b_phone"),
             _U.c.is_active.is_(True),
-            exists(select(approved.c.verification_id)),
+            exists(select(approved.c.id)),
         )
         .values(last_login_at=bindparam("b_now"), updated_at=bindparam("b_now"), is_verified=True)
         .returning(*user_columns, false().label("created"))
@@ -96,7 +79,7 @@ def _build() -> Select[Any]:
                 _param("b_now", _U.c.created_at.type),
                 _param("b_now", _U.c.updated_at.type),
                 _param("b_now", _U.c.last_login_at.type),
-            ).where(~exists(select(touched.c.id)), exists(select(approved.c.verification_id))),
+            ).where(~exists(select(touched.c.id)), exists(select(approved.c.id))),
         )
         .on_conflict_do_nothing(index_elements=[_U.c.phone])
         .returning(*user_columns, true().label("created"))
@@ -132,7 +115,7 @@ def _build() -> Select[Any]:
         ),
     )
     return (
-        select(approved.c.verification_id, *login_user.c)
+        select(approved.c.id.label("verification_id"), *login_user.c)
         .select_from(approved.outerjoin(login_user, true()))
         .add_cte(
             new_session.cte("new_session"),
@@ -168,7 +151,7 @@ async def store_login(writes: StatementRunner, values: LoginValues) -> Row[Any] 
         result = await connection.execute(
             _STORE_LOGIN,
             {
-                "b_verification_id": values.verification_id,
+                "b_id": values.verification_id,
                 "b_phone": values.phone,
                 "b_name": values.name,
                 "b_market": values.market,

@@ -54,6 +54,11 @@ def hash_token(raw: str) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
+def new_login_session() -> tuple[str, str]:
+    """A new session's id and its first refresh token (raw; store `hash_token` of it)."""
+    return uuid.uuid4().hex, secrets.token_urlsafe(32)
+
+
 def first_pair(
     tokens: TokenService, refresh_lifetime: int, user: User, session_id: str, raw: str
 ) -> TokenPair:
@@ -83,8 +88,7 @@ class SessionService:
     async def start(self, user: User, client_ip: str | None) -> TokenPair:
         """Open a session for a login and give its first token pair."""
         now = utcnow()
-        session_id = uuid.uuid4().hex
-        raw = secrets.token_urlsafe(32)
+        session_id, raw = new_login_session()
         connection = await self._db.connection()
         await connection.execute(
             _INSERT_SESSION, {"id": session_id, "user_id": user.id, "created_at": now}
@@ -109,10 +113,6 @@ class SessionService:
                 "created_at": now,
             },
         )
-        return self.first_pair(user, session_id, raw)
-
-    def first_pair(self, user: User, session_id: str, raw: str) -> TokenPair:
-        """The pair a login hands out once its session and `raw` token are stored."""
         return first_pair(self._tokens, self._refresh_lifetime, user, session_id, raw)
 
     async def refresh(self, raw: str, client_ip: str | None) -> TokenPair:

@@ -187,13 +187,14 @@ _FINISH = (
     update(_V)
     .where(_V.c.id == bindparam("b_id"), _V.c.status == _PENDING)
     .values(status=bindparam("b_status"), updated_at=bindparam("b_now"))
-    .returning(_V.c.id)
 )
-_FINISH_AND_REFUND = (
+# An approved check marks its row used; the attempt it took was not a failed
+# one. Also the first step of the one-statement login (login_statement.py).
+MARK_APPROVED = (
     update(_V)
     .where(_V.c.id == bindparam("b_id"), _V.c.status == _PENDING)
     .values(
-        status=bindparam("b_status"),
+        status=VerificationStatus.APPROVED.value,
         updated_at=bindparam("b_now"),
         failed_attempts=_V.c.failed_attempts - 1,
     )
@@ -337,7 +338,9 @@ class VerificationService:
 
     async def mark_approved(self, row: ReservedCheck) -> bool:
         """Mark an approved row used; False when another request used it first."""
-        return await self._finish(row, VerificationStatus.APPROVED, refund_attempt=True)
+        async with self._writes.begin() as connection:
+            params = {"b_id": row.id, "b_now": utcnow()}
+            return (await connection.execute(MARK_APPROVED, params)).first() is not None
 
     def approval_stored(self, row: ReservedCheck, phone: Phone, market: Market) -> None:
         """Count and log an approval that is now marked used."""
@@ -483,18 +486,12 @@ class VerificationService:
         async with self._writes.begin() as connection:
             await connection.execute(_REFUND_ATTEMPT, {"b_id": row.id, "b_now": utcnow()})
 
-    async def _finish(
-        self, row: ReservedCheck, status: VerificationStatus, *, refund_attempt: bool = False
-    ) -> bool:
-        """Move a pending row to `status`; False when another request got there first."""
-        statement = _FINISH_AND_REFUND if refund_attempt else _FINISH
+    async def _finish(self, row: ReservedCheck, status: VerificationStatus) -> None:
+        """Move a pending row to `status`, unless another request got there first."""
         async with self._writes.begin() as connection:
-            changed = (
-                await connection.execute(
-                    statement, {"b_id": row.id, "b_status": status.value, "b_now": utcnow()}
-                )
-            ).first()
-        return changed is not None
+            await connection.execute(
+                _FINISH, {"b_id": row.id, "b_status": status.value, "b_now": utcnow()}
+            )
 
 
 async def _record_started(
