@@ -13,6 +13,7 @@ from sqlalchemy.engine import make_url
 
 from app.core.config import Settings
 from app.core.errors import MSG_DATABASE_UNAVAILABLE, install_error_handlers
+from app.core.garbage_collection import tuned_for_serving
 from app.core.logging import configure_logging
 from app.core.metrics import Metrics
 from app.core.request_context import RequestContextMiddleware
@@ -55,7 +56,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "redis" if resources.limiter.shared else "in-process",
         )
         try:
-            yield
+            with tuned_for_serving():
+                yield
         finally:
             await resources.aclose()
             logger.info("Stopped: HTTP client and database pool closed")

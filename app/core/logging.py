@@ -13,6 +13,7 @@ from app.core.config import Settings
 from app.core.request_context import phone_var, request_id_var, route_var
 
 _CONTEXT_FIELDS = ("request_id", "route", "status", "duration_ms", "phone")
+_encode = json.JSONEncoder(ensure_ascii=True, default=str).encode
 
 
 class ContextFilter(logging.Filter):
@@ -42,7 +43,7 @@ class JsonFormatter(logging.Formatter):
                 entry[field] = value
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, ensure_ascii=True, default=str)
+        return _encode(entry)
 
 
 class ConsoleFormatter(logging.Formatter):
@@ -57,6 +58,12 @@ class ConsoleFormatter(logging.Formatter):
 def configure_logging(settings: Settings) -> None:
     """Send every log line through one handler at `LOG_LEVEL`, in `LOG_FORMAT`."""
     fmt = settings.log_format or ("json" if settings.is_production else "console")
+    # No formatter here shows the caller, thread or process: skip finding them for
+    # every record (the logging documentation's "Optimization" section).
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     logging.config.dictConfig(
         {
             "version": 1,

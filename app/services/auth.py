@@ -163,7 +163,7 @@ class AuthService:
             )
             if row is None:
                 return None
-            self._verifications.approval_stored(approved, phone, market)
+            self._verifications.approval_stored(approved, market)
             values = row._asdict()
             del values["verification_id"]
             created = bool(values.pop("created"))
@@ -178,7 +178,7 @@ class AuthService:
                 )
                 return LoginUser(user, created), pair
         elif await self._verifications.mark_approved(approved):
-            self._verifications.approval_stored(approved, phone, market)
+            self._verifications.approval_stored(approved, market)
         else:
             return None
         async with self._db_sessions.begin() as session:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -60,23 +61,33 @@ def parse_phone(raw: str, *, check_sms: bool = False) -> Phone:
         raise PhoneError(MSG_NO_PLUS)
     if len(text) > MAX_RAW_LENGTH or not _ALLOWED.fullmatch(text):
         raise PhoneError(MSG_INVALID)
+    phone = _parse_valid(text)
+    if check_sms and not phone.can_receive_sms:
+        raise PhoneError(MSG_NO_SMS)
+    return phone
+
+
+# A login parses its number twice (send, then verify) and libphonenumber takes
+# 40-60 µs per parse; only valid numbers are kept, so refusals cannot fill it.
+@functools.lru_cache(maxsize=4096)
+def _parse_valid(text: str) -> Phone:
     try:
         number = phonenumbers.parse(text, None)
     except phonenumbers.NumberParseException as exc:
         raise PhoneError(MSG_INVALID) from exc
-    if number.extension or not phonenumbers.is_valid_number(number):
+    if number.extension:
         raise PhoneError(MSG_INVALID)
+    # A number is valid exactly when its type is known (what is_valid_number
+    # checks), so one type lookup answers both.
+    kind = phonenumbers.number_type(number)
     region = phonenumbers.region_code_for_number(number)
-    if region is None:
+    if kind == PhoneNumberType.UNKNOWN or region is None:
         raise PhoneError(MSG_INVALID)
-    can_receive_sms = phonenumbers.number_type(number) not in _NO_SMS_TYPES
-    if check_sms and not can_receive_sms:
-        raise PhoneError(MSG_NO_SMS)
     return Phone(
         e164=phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164),
         region=region,
         national_number=phonenumbers.national_significant_number(number),
-        can_receive_sms=can_receive_sms,
+        can_receive_sms=kind not in _NO_SMS_TYPES,
     )
 
 

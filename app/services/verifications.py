@@ -342,12 +342,9 @@ class VerificationService:
             params = {"b_id": row.id, "b_now": utcnow()}
             return (await connection.execute(MARK_APPROVED, params)).first() is not None
 
-    def approval_stored(self, row: ReservedCheck, phone: Phone, market: Market) -> None:
-        """Count and log an approval that is now marked used."""
+    def approval_stored(self, row: ReservedCheck, market: Market) -> None:
+        """Count an approval that is now marked used (the login logs it)."""
         self._metrics.verifications_approved.labels(market.name, row.channel).inc()
-        logger.info(
-            "Verification approved: market=%s phone=%s", market.name, mask_phone(phone.e164)
-        )
 
     def approval_lost(self, row: ReservedCheck, phone: Phone, market: Market) -> AppError:
         """The error for a code another request used at the same moment."""

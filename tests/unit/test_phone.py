@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import random
+
+import phonenumbers
 import pytest
 
 from app.core.config import Settings
@@ -13,6 +16,7 @@ from app.services.phone import (
     MSG_UNSUPPORTED_COUNTRY,
     Phone,
     PhoneError,
+    _parse_valid,
     mask_phone,
     parse_phone,
 )
@@ -215,3 +219,37 @@ def test_mask_phone_never_shows_the_whole_number() -> None:
 
     assert "555123" not in masked
     assert masked.count("*") == 5
+
+
+def test_validity_is_libphonenumbers_is_valid_number_across_countries() -> None:
+    """The parser asks for a number's type once instead of also calling
+    is_valid_number; the two must agree on every number, of every country."""
+    rng = random.Random(7)
+    country_codes = sorted(phonenumbers.COUNTRY_CODE_TO_REGION_CODE)
+    checked = 0
+    for _ in range(20_000):
+        digits = str(rng.randrange(10 ** rng.randint(3, 11), 10**12))
+        raw = f"+{rng.choice(country_codes)}{digits}"
+        try:
+            number = phonenumbers.parse(raw, None)
+        except phonenumbers.NumberParseException:
+            continue
+        checked += 1
+        try:
+            parse_phone(raw)
+            accepted = True
+        except PhoneError:
+            accepted = False
+        assert accepted == phonenumbers.is_valid_number(number), raw
+    assert checked > 15_000
+
+
+def test_refused_numbers_are_not_remembered() -> None:
+    before = _parse_valid.cache_info().currsize
+    for raw in ("+99655512345", "+1212555014", "+9960000000000"):
+        with pytest.raises(PhoneError):
+            parse_phone(raw)
+    assert _parse_valid.cache_info().currsize == before
+    parse_phone("+996555987654")
+    parse_phone("+996 555 987 654")
+    assert parse_phone("+996555987654") == parse_phone("+996 555 987 654")
