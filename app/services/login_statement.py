@@ -18,7 +18,6 @@ from typing import Any
 
 from sqlalchemy import (
     BindParameter,
-    Row,
     Select,
     bindparam,
     exists,
@@ -32,7 +31,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql.expression import update
 from sqlalchemy.sql.type_api import TypeEngine
 
-from app.core.database import StatementRunner
+from app.core.database import AnyRow, StatementRunner
 from app.models import (
     AuthEvent,
     AuthEventType,
@@ -144,24 +143,21 @@ class LoginValues:
     now: datetime
 
 
-async def store_login(writes: StatementRunner, values: LoginValues) -> Row[Any] | None:
+async def store_login(writes: StatementRunner, values: LoginValues) -> AnyRow | None:
     """None when the verification was used already; else a row of `verification_id`,
     `USER_COLUMNS` and `created`, the user's columns None to take the portable path."""
-    async with writes.begin() as connection:
-        result = await connection.execute(
-            _STORE_LOGIN,
-            {
-                "b_id": values.verification_id,
-                "b_phone": values.phone,
-                "b_name": values.name,
-                "b_market": values.market,
-                "b_session_id": values.session_id,
-                "b_token_hash": values.token_hash,
-                "b_refresh_expires_at": values.refresh_expires_at,
-                "b_phone_masked": values.phone_masked,
-                "b_client_ip": values.client_ip,
-                "b_now": values.now,
-            },
-        )
-        row: Row[Any] | None = result.first()
-    return row
+    return await writes.first(
+        _STORE_LOGIN,
+        {
+            "b_id": values.verification_id,
+            "b_phone": values.phone,
+            "b_name": values.name,
+            "b_market": values.market,
+            "b_session_id": values.session_id,
+            "b_token_hash": values.token_hash,
+            "b_refresh_expires_at": values.refresh_expires_at,
+            "b_phone_masked": values.phone_masked,
+            "b_client_ip": values.client_ip,
+            "b_now": values.now,
+        },
+    )

@@ -10,10 +10,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
-from sqlalchemy import bindparam, exists, insert, literal_column, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
+from sqlalchemy import Connection, bindparam, exists, insert, literal_column, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core.config import MarketSettings, Settings
 from app.core.database import StatementRunner
@@ -310,8 +311,10 @@ class VerificationService:
             "b_now": now,
             "b_expires_at": now + timedelta(minutes=market.settings.code_ttl_minutes),
         }
-        async with self._writes.begin() as connection:
-            await _record_started(connection, self._writes.dialect, params)
+        if self._writes.dialect == "postgresql":
+            await self._writes.execute(_RECORD_STARTED_PG, params)
+        else:
+            await self._writes.run(partial(_record_started, params=params))
         logger.info(
             "Verification sent: market=%s channel=%s phone=%s",
             market.name,
@@ -338,9 +341,8 @@ class VerificationService:
 
     async def mark_approved(self, row: ReservedCheck) -> bool:
         """Mark an approved row used; False when another request used it first."""
-        async with self._writes.begin() as connection:
-            params = {"b_id": row.id, "b_now": utcnow()}
-            return (await connection.execute(MARK_APPROVED, params)).first() is not None
+        params = {"b_id": row.id, "b_now": utcnow()}
+        return await self._writes.first(MARK_APPROVED, params) is not None
 
     def approval_stored(self, row: ReservedCheck, market: Market) -> None:
         """Count an approval that is now marked used (the login logs it)."""
@@ -406,17 +408,14 @@ class VerificationService:
         Counting the attempt before asking the provider bounds the checks per
         code even when many requests arrive at the same moment.
         """
-        async with self._writes.begin() as connection:
-            reserved = (
-                await connection.execute(
-                    _RESERVE_NEWEST,
-                    {
-                        "b_phone": phone.e164,
-                        "b_max_attempts": self._settings.verification_max_attempts,
-                        "b_now": utcnow(),
-                    },
-                )
-            ).first()
+        reserved = await self._writes.first(
+            _RESERVE_NEWEST,
+            {
+                "b_phone": phone.e164,
+                "b_max_attempts": self._settings.verification_max_attempts,
+                "b_now": utcnow(),
+            },
+        )
         if reserved is not None:
             return ReservedCheck(*reserved)
         return await self._reserve_or_refuse(phone)
@@ -480,26 +479,20 @@ class VerificationService:
         )
 
     async def _refund_attempt(self, row: ReservedCheck) -> None:
-        async with self._writes.begin() as connection:
-            await connection.execute(_REFUND_ATTEMPT, {"b_id": row.id, "b_now": utcnow()})
+        await self._writes.execute(_REFUND_ATTEMPT, {"b_id": row.id, "b_now": utcnow()})
 
     async def _finish(self, row: ReservedCheck, status: VerificationStatus) -> None:
         """Move a pending row to `status`, unless another request got there first."""
-        async with self._writes.begin() as connection:
-            await connection.execute(
-                _FINISH, {"b_id": row.id, "b_status": status.value, "b_now": utcnow()}
-            )
+        await self._writes.execute(
+            _FINISH, {"b_id": row.id, "b_status": status.value, "b_now": utcnow()}
+        )
 
 
-async def _record_started(
-    connection: AsyncConnection, dialect: str, params: dict[str, Any]
-) -> None:
-    """Store a started verification; it replaces the pending ones of the number."""
-    if dialect == "postgresql":
-        await connection.execute(_RECORD_STARTED_PG, params)
-        return
-    await connection.execute(_EXPIRE_OTHER_PENDING, params)
-    await connection.execute(_INSERT_UNLESS_PENDING, params)
+def _record_started(connection: Connection, params: dict[str, Any]) -> None:
+    """Store a started verification; it replaces the pending ones of the number (SQLite:
+    two statements in one transaction; PostgreSQL runs `_RECORD_STARTED_PG`)."""
+    connection.execute(_EXPIRE_OTHER_PENDING, params)
+    connection.execute(_INSERT_UNLESS_PENDING, params)
 
 
 def _outcome(exc: AppError) -> str:
