@@ -13,6 +13,7 @@ import random
 import time
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 
@@ -106,9 +107,18 @@ class TwilioVerifyClient:
     ) -> None:
         self._client = client
         self._metrics = metrics
-        # Basic auth as a ready header: httpx's auth flow costs more per call.
+        # Requests are built here from ready parts rather than by the client's
+        # `post`, which merges headers, cookies, URL and timeout on every call;
+        # Basic auth is a ready header too (httpx's auth flow costs more per call).
         basic = base64.b64encode(f"{credentials.account_sid}:{credentials.auth_token}".encode())
-        self._headers = {"Authorization": f"Basic {basic.decode()}"}
+        self._headers = httpx.Headers(
+            {
+                **client.headers,
+                "Authorization": f"Basic {basic.decode()}",
+                "Content-Type": "application/x-www-form-urlencoded",
+            }
+        )
+        self._timeout = client.timeout.as_dict()
         service = f"{base_url.rstrip('/')}/v2/Services/{credentials.service_sid}"
         # Parsed once: httpx would parse a string URL on every call.
         self._start_url = httpx.URL(f"{service}/Verifications")
@@ -181,7 +191,14 @@ class TwilioVerifyClient:
         """POST one request; turn every transport failure into a provider error."""
         started = time.perf_counter()
         try:
-            response = await self._client.post(url, data=form, headers=self._headers)
+            request = httpx.Request(
+                "POST",
+                url,
+                headers=self._headers,
+                content=urlencode(form).encode(),
+                extensions={"timeout": self._timeout},
+            )
+            response = await self._client.send(request)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             self._observe(operation, started, "error", type(exc).__name__)
             raise _Retryable(exc, f"connection not made ({type(exc).__name__})") from exc

@@ -124,6 +124,22 @@ async def test_start_posts_the_form_to_verifications_with_basic_auth(
     assert form(request) == {"To": KG_PHONE, "Channel": "sms", "Locale": "ru"}
 
 
+async def test_requests_carry_the_clients_headers_and_timeouts(
+    twilio_api: respx.MockRouter,
+) -> None:
+    route = twilio_api.post(CHECK_PATH).mock(return_value=checked("approved", KG_PHONE))
+    timeout = httpx.Timeout(3.0, connect=0.5)
+    headers = {"User-Agent": "phone-auth/test", "Accept": "application/json"}
+    async with httpx.AsyncClient(timeout=timeout, headers=headers) as client:
+        await make_client(client).check(check_request())
+
+    request = route.calls.last.request
+    assert request.headers["user-agent"] == "phone-auth/test"
+    assert request.headers["accept"] == "application/json"
+    assert basic_auth(request) == (ACCOUNT_SID, AUTH_TOKEN)
+    assert request.extensions["timeout"] == timeout.as_dict()
+
+
 async def test_start_sends_device_ip_only_when_given(
     adapter: TwilioVerifyClient, twilio_api: respx.MockRouter
 ) -> None:
