@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -138,3 +139,56 @@ async def test_cookies_a_response_sets_are_never_sent_back(transport: str) -> No
     assert len(seen) == 2
     assert b"cookie" not in seen[1].lower()
     assert not http.cookies
+
+
+async def _answer(writer: asyncio.StreamWriter, head: bytes, body: bytes) -> None:
+    writer.write(head + b"\r\n\r\n" + body)
+    await writer.drain()
+    writer.close()
+
+
+async def test_a_compressed_answer_is_read_as_its_json(client: httpx.AsyncClient) -> None:
+    body = gzip.compress(b'{"sid": "VE1", "status": "approved"}')
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_request(reader)
+        head = (
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\n"
+            b"X-Twilio-Request-Id: RQ1\r\nContent-Length: " + str(len(body)).encode()
+        )
+        await _answer(writer, head, body)
+
+    server, url = await _serve(handler)
+    async with server:
+        response = await client.post(f"{url}/x", data={"a": "b"})
+    assert response.json() == {"sid": "VE1", "status": "approved"}
+    assert response.headers["x-twilio-request-id"] == "RQ1"
+
+
+async def test_an_answer_cut_short_is_a_read_error_not_a_connect_error(
+    client: httpx.AsyncClient,
+) -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_request(reader)
+        head = b"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nContent-Length: 100"
+        await _answer(writer, head, b'{"sid": "VE1"')
+
+    server, url = await _serve(handler)
+    async with server:
+        with pytest.raises(httpx.TransportError) as caught:
+            await client.post(f"{url}/x", data={"a": "b"})
+    assert not isinstance(caught.value, httpx.ConnectError | httpx.ConnectTimeout)
+
+
+async def test_a_body_that_stalls_times_out(client: httpx.AsyncClient) -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{")
+        await writer.drain()
+        await asyncio.sleep(5)
+        writer.close()
+
+    server, url = await _serve(handler)
+    async with server:
+        with pytest.raises(httpx.TimeoutException):
+            await client.post(f"{url}/x", data={"a": "b"}, timeout=httpx.Timeout(0.3))
