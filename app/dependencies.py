@@ -55,22 +55,14 @@ SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 
 async def get_auth_service(request: Request) -> AuthService:
-    """The login service for this request.
+    """The login service, one per process.
 
     It opens database sessions itself, only on its uncommon paths: a login's
     usual writes are single statements (see `StatementRunner`), so these two
     hot routes skip the per-request session.
     """
-    resources: Resources = request.app.state.resources
-    return AuthService(
-        resources.sessionmaker,
-        resources.writes,
-        request.app.state.settings,
-        resources.providers,
-        resources.limits,
-        resources.tokens,
-        resources.metrics,
-    )
+    auth: AuthService = request.app.state.resources.auth
+    return auth
 
 
 async def get_session_service(

@@ -12,6 +12,7 @@ from app.core.config import Settings
 from app.core.database import StatementRunner, create_engine, create_sessionmaker
 from app.core.http_client import create_http_client
 from app.core.metrics import Metrics
+from app.services.auth import AuthService
 from app.services.circuit_breaker import CircuitBreaker
 from app.services.client_ip import Network, parse_networks
 from app.services.console_verify import ConsoleVerifyProvider
@@ -29,7 +30,8 @@ logger = logging.getLogger(__name__)
 
 @dataclass(slots=True)
 class Resources:
-    """Engine, sessions, the Twilio client, providers, limits and the token signer."""
+    """Engine, sessions, the Twilio client, providers, limits, the token signer and the
+    login service."""
 
     engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
@@ -42,6 +44,7 @@ class Resources:
     trusted_proxies: tuple[Network, ...]
     metrics: Metrics
     readiness: ReadinessChecker
+    auth: AuthService
 
     async def aclose(self) -> None:
         """Close the HTTP client, the rate-limit storage and the database pool."""
@@ -93,20 +96,26 @@ def create_resources(settings: Settings, metrics: Metrics) -> Resources:
         max_connections=settings.rate_limit_redis_max_connections,
     )
     primary = create_provider(settings, http_client, hasher, metrics)
+    sessionmaker = create_sessionmaker(engine)
+    writes = StatementRunner(engine)
+    providers = Providers(
+        primary=primary,
+        test=TestNumberProvider(test_numbers, hasher),
+        test_numbers=test_numbers,
+    )
+    limits = LoginLimits(settings, limiter)
+    tokens = TokenService(settings)
     return Resources(
         engine=engine,
-        sessionmaker=create_sessionmaker(engine),
-        writes=StatementRunner(engine),
+        sessionmaker=sessionmaker,
+        writes=writes,
         http_client=http_client,
-        providers=Providers(
-            primary=primary,
-            test=TestNumberProvider(test_numbers, hasher),
-            test_numbers=test_numbers,
-        ),
+        providers=providers,
         limiter=limiter,
-        limits=LoginLimits(settings, limiter),
-        tokens=TokenService(settings),
+        limits=limits,
+        tokens=tokens,
         trusted_proxies=parse_networks(settings.trusted_proxies),
         metrics=metrics,
         readiness=ReadinessChecker(engine, limiter, provider_configured=primary is not None),
+        auth=AuthService(sessionmaker, writes, settings, providers, limits, tokens, metrics),
     )
