@@ -12,16 +12,18 @@ import math
 import time
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from limits import RateLimitItem, parse_many
 from limits.aio.storage import RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.errors import StorageError
-from redis.asyncio import BlockingConnectionPool
 
 from app.core.config import Settings
 from app.services.local_limits import LocalMovingWindow
+
+if TYPE_CHECKING:
+    from redis.asyncio import BlockingConnectionPool
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +57,9 @@ def parse_limits(text: str) -> list[RateLimitItem]:
 
 def _redis_pool(url: str, max_connections: int) -> BlockingConnectionPool:
     """A bounded pool whose callers wait briefly for a connection rather than fail."""
+    # Imported here: redis-py costs 6 MB per process that keeps its limits in memory.
+    from redis.asyncio import BlockingConnectionPool
+
     return BlockingConnectionPool.from_url(
         url,
         max_connections=max_connections,
