@@ -14,6 +14,8 @@ from typing import Annotated, Literal, Self
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from app.services.phone import PhoneError, parse_phone
 
@@ -36,6 +38,9 @@ def _weak_secret(secret: str) -> bool:
         or len(set(text)) < MIN_DISTINCT_SECRET_CHARS
         or any(word in lowered for word in PLACEHOLDER_SECRETS)
     )
+
+
+SUPPORTED_DATABASE_DRIVERS = frozenset({"sqlite+aiosqlite", "postgresql+asyncpg"})
 
 
 class Environment(StrEnum):
@@ -93,6 +98,9 @@ class Settings(BaseSettings):
         env_file_encoding="utf-8",
         env_ignore_empty=True,
         extra="ignore",
+        # A refused value may hold a password (DATABASE_URL) or a key: errors name
+        # the setting and the rule, never the value.
+        hide_input_in_errors=True,
         frozen=True,
     )
 
@@ -202,6 +210,24 @@ class Settings(BaseSettings):
         # Frozen model: store the normalised map without going through __setattr__.
         object.__setattr__(self, "test_phone_numbers", normalised)
         return self
+
+    @field_validator("database_url")
+    @classmethod
+    def _supported_database(cls, value: str) -> str:
+        try:
+            url = make_url(value)
+        except ArgumentError as exc:
+            raise ValueError("DATABASE_URL is not a database URL") from exc
+        if url.drivername not in SUPPORTED_DATABASE_DRIVERS:
+            raise ValueError(
+                "DATABASE_URL must start with sqlite+aiosqlite:// or postgresql+asyncpg://"
+            )
+        if url.drivername == "sqlite+aiosqlite" and url.database in (None, "", ":memory:"):
+            # Every pooled connection would get its own empty database.
+            raise ValueError(
+                "DATABASE_URL: SQLite needs a file, e.g. sqlite+aiosqlite:///./phone_auth.db"
+            )
+        return value
 
     @field_validator("markets")
     @classmethod

@@ -199,3 +199,33 @@ def test_settings_are_frozen() -> None:
 
     with pytest.raises(ValidationError):
         config.environment = Environment.PRODUCTION  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "sqlite+aiosqlite:///./phone_auth.db",
+        "sqlite+aiosqlite:////var/lib/phone-auth/db.sqlite",
+        "postgresql+asyncpg://app:secret@db:5432/phone_auth",
+    ],
+)
+def test_database_urls_of_both_supported_drivers_are_accepted(url: str) -> None:
+    assert settings(database_url=url).database_url == url
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("postgresql://app:s3cr3t-pw@db/phone_auth", "postgresql+asyncpg://"),
+        ("mysql+aiomysql://app@db/phone_auth", "postgresql+asyncpg://"),
+        ("not a url", "not a database URL"),
+        ("sqlite+aiosqlite://", "SQLite needs a file"),
+        ("sqlite+aiosqlite:///:memory:", "SQLite needs a file"),
+    ],
+)
+def test_unsupported_database_urls_are_refused_with_what_to_use(url: str, message: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        settings(database_url=url)
+
+    assert message in str(caught.value)
+    assert "s3cr3t-pw" not in str(caught.value)  # a refused URL's password is not echoed
