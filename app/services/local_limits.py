@@ -4,10 +4,14 @@ The same answers as `limits`' MovingWindowRateLimiter over its MemoryStorage,
 at a fraction of the cost: that storage keeps every window as a list it
 inserts into at the front, and its expiry task walks every key it has seen
 through a worker thread on each pass, which grows with every number that
-ever asked for a code. Here a window is a short list appended to (a number's
-windows hold a handful of hits: a deque's fixed block would be most of the
-memory), and keys whose windows have emptied are dropped as a side effect of
-hits, oldest activity first.
+ever asked for a code. Here each limit has its own table of windows, least
+recently hit first, and keys whose windows have emptied are dropped as a side
+effect of hits, oldest activity first.
+
+A process holds a day's windows of every number it has seen, so a window is
+small: a key with one hit in it (the usual case) keeps a bare float, which
+is neither a list nor anything the garbage collector has to walk; a second
+hit turns it into a list.
 """
 
 from __future__ import annotations
@@ -27,18 +31,28 @@ class WindowStats(NamedTuple):
     remaining: int
 
 
-class _Window:
-    __slots__ = ("expiry", "hits")
+Hits = float | list[float]  # one hit, or several in time order
 
-    def __init__(self, expiry: int) -> None:
-        self.expiry = expiry
-        self.hits: list[float] = []
 
-    def trim(self, now: float) -> int:
-        """Forget hits older than the window; return how many are left."""
-        hits = self.hits
-        if hits and hits[0] < now - self.expiry:
-            del hits[: bisect_left(hits, now - self.expiry)]
+class _Table:
+    """The windows of one limit item, keyed by identifiers, least recently hit first."""
+
+    __slots__ = ("amount", "expiry", "item", "windows")
+
+    def __init__(self, item: RateLimitItem) -> None:
+        self.item = item  # kept alive, so that its id() is not reused by another item
+        self.amount = item.amount
+        self.expiry = item.get_expiry()
+        self.windows: OrderedDict[tuple[str, ...], Hits] = OrderedDict()
+
+    def count(self, hits: Hits | None, since: float) -> int:
+        """Hits at or after `since`; a list loses the older ones."""
+        if hits is None:
+            return 0
+        if isinstance(hits, float):
+            return 1 if hits >= since else 0
+        if hits and hits[0] < since:
+            del hits[: bisect_left(hits, since)]
         return len(hits)
 
 
@@ -49,49 +63,63 @@ class LocalMovingWindow:
     SWEEP_PER_HIT = 4
 
     def __init__(self) -> None:
-        # Least recently hit first: the front is what may have expired. Keyed by
-        # the item's identity (items are parsed once, at start-up) and the
-        # identifiers: `item.key_for` builds a string at several µs a call.
-        self._windows: OrderedDict[tuple[object, ...], _Window] = OrderedDict()
+        # Keyed by the item's identity: items are parsed once, at start-up.
+        self._tables: dict[int, _Table] = {}
+
+    def _table(self, item: RateLimitItem) -> _Table:
+        table = self._tables.get(id(item))
+        if table is None:
+            table = self._tables[id(item)] = _Table(item)
+        return table
 
     async def hit(self, item: RateLimitItem, *identifiers: str) -> bool:
         """Take one from `item` for `identifiers`; False when it is used up."""
         now = time.time()
-        key = (id(item), *identifiers)
-        window = self._windows.get(key)
-        if window is None:
-            window = self._windows[key] = _Window(item.get_expiry())
-        else:
-            self._windows.move_to_end(key)
-        allowed = window.trim(now) < item.amount
+        table = self._table(item)
+        windows = table.windows
+        since = now - table.expiry
+        hits = windows.get(identifiers)
+        count = table.count(hits, since)
+        allowed = count < table.amount
         if allowed:
-            window.hits.append(now)
-        self._sweep(now)
+            if count == 0:
+                windows[identifiers] = now
+            elif isinstance(hits, float):
+                windows[identifiers] = [hits, now]
+            elif hits is not None:
+                hits.append(now)
+        if hits is not None:
+            windows.move_to_end(identifiers)
+        self._sweep(table, since)
         return allowed
 
     async def test(self, item: RateLimitItem, *identifiers: str) -> bool:
         """Whether one more would be allowed, without taking it."""
-        window = self._windows.get((id(item), *identifiers))
-        return window is None or window.trim(time.time()) < item.amount
+        table = self._table(item)
+        since = time.time() - table.expiry
+        return table.count(table.windows.get(identifiers), since) < table.amount
 
     async def get_window_stats(self, item: RateLimitItem, *identifiers: str) -> WindowStats:
         """When the oldest hit in the window leaves it, and what remains."""
         now = time.time()
-        window = self._windows.get((id(item), *identifiers))
-        count = 0 if window is None else window.trim(now)
-        if window is None or count == 0:
-            return WindowStats(now + item.get_expiry(), item.amount)
-        return WindowStats(window.hits[0] + window.expiry, item.amount - count)
+        table = self._table(item)
+        hits = table.windows.get(identifiers)
+        count = table.count(hits, now - table.expiry)
+        if hits is None or count == 0:
+            return WindowStats(now + table.expiry, table.amount)
+        oldest = hits if isinstance(hits, float) else hits[0]
+        return WindowStats(oldest + table.expiry, table.amount - count)
 
     def __len__(self) -> int:
-        return len(self._windows)
+        return sum(len(table.windows) for table in self._tables.values())
 
-    def _sweep(self, now: float) -> None:
-        windows = self._windows
+    def _sweep(self, table: _Table, since: float) -> None:
+        windows = table.windows
         for _ in range(self.SWEEP_PER_HIT):
             if not windows:
                 return
-            key, window = next(iter(windows.items()))
-            if window.hits and window.hits[-1] >= now - window.expiry:
+            key, hits = next(iter(windows.items()))
+            newest = hits if isinstance(hits, float) else (hits[-1] if hits else None)
+            if newest is not None and newest >= since:
                 return
             del windows[key]
