@@ -35,6 +35,12 @@ async def _read_request(reader: asyncio.StreamReader) -> bytes:
     return head + await reader.readexactly(length)
 
 
+async def _answer(writer: asyncio.StreamWriter, head: bytes, body: bytes) -> None:
+    writer.write(head + b"\r\n\r\n" + body)
+    await writer.drain()
+    writer.close()
+
+
 @pytest.fixture
 async def client() -> AsyncIterator[httpx.AsyncClient]:
     http = create_http_client(_settings(twilio_http_transport="aiohttp"))
@@ -80,13 +86,21 @@ async def test_refused_connection_is_a_connect_error(client: httpx.AsyncClient) 
         await client.post(f"http://127.0.0.1:{port}/x", data={"a": "b"})
 
 
-async def test_disconnect_after_the_request_is_not_a_connect_error(
-    client: httpx.AsyncClient,
-) -> None:
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await _read_request(reader)
-        writer.close()  # the request arrived; no answer
+async def _no_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await _read_request(reader)
+    writer.close()  # the request arrived; no answer
 
+
+async def _answer_cut_short(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await _read_request(reader)
+    head = b"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nContent-Length: 100"
+    await _answer(writer, head, b'{"sid": "VE1"')
+
+
+@pytest.mark.parametrize("handler", [_no_answer, _answer_cut_short])
+async def test_a_connection_lost_after_the_request_is_not_a_connect_error(
+    client: httpx.AsyncClient, handler: Handler
+) -> None:
     server, url = await _serve(handler)
     async with server:
         with pytest.raises(httpx.TransportError) as caught:
@@ -95,12 +109,22 @@ async def test_disconnect_after_the_request_is_not_a_connect_error(
     assert not isinstance(caught.value, httpx.ConnectError | httpx.ConnectTimeout)
 
 
-async def test_slow_answer_times_out(client: httpx.AsyncClient) -> None:
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await _read_request(reader)
-        await asyncio.sleep(5)
-        writer.close()
+async def _slow_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await _read_request(reader)
+    await asyncio.sleep(5)
+    writer.close()
 
+
+async def _stalled_body(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await _read_request(reader)
+    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{")
+    await writer.drain()
+    await asyncio.sleep(5)
+    writer.close()
+
+
+@pytest.mark.parametrize("handler", [_slow_answer, _stalled_body])
+async def test_an_answer_that_stalls_times_out(client: httpx.AsyncClient, handler: Handler) -> None:
     server, url = await _serve(handler)
     async with server:
         with pytest.raises(httpx.TimeoutException):
@@ -141,12 +165,6 @@ async def test_cookies_a_response_sets_are_never_sent_back(transport: str) -> No
     assert not http.cookies
 
 
-async def _answer(writer: asyncio.StreamWriter, head: bytes, body: bytes) -> None:
-    writer.write(head + b"\r\n\r\n" + body)
-    await writer.drain()
-    writer.close()
-
-
 async def test_a_compressed_answer_is_read_as_its_json(client: httpx.AsyncClient) -> None:
     body = gzip.compress(b'{"sid": "VE1", "status": "approved"}')
 
@@ -163,32 +181,3 @@ async def test_a_compressed_answer_is_read_as_its_json(client: httpx.AsyncClient
         response = await client.post(f"{url}/x", data={"a": "b"})
     assert response.json() == {"sid": "VE1", "status": "approved"}
     assert response.headers["x-twilio-request-id"] == "RQ1"
-
-
-async def test_an_answer_cut_short_is_a_read_error_not_a_connect_error(
-    client: httpx.AsyncClient,
-) -> None:
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await _read_request(reader)
-        head = b"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nContent-Length: 100"
-        await _answer(writer, head, b'{"sid": "VE1"')
-
-    server, url = await _serve(handler)
-    async with server:
-        with pytest.raises(httpx.TransportError) as caught:
-            await client.post(f"{url}/x", data={"a": "b"})
-    assert not isinstance(caught.value, httpx.ConnectError | httpx.ConnectTimeout)
-
-
-async def test_a_body_that_stalls_times_out(client: httpx.AsyncClient) -> None:
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await _read_request(reader)
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{")
-        await writer.drain()
-        await asyncio.sleep(5)
-        writer.close()
-
-    server, url = await _serve(handler)
-    async with server:
-        with pytest.raises(httpx.TimeoutException):
-            await client.post(f"{url}/x", data={"a": "b"}, timeout=httpx.Timeout(0.3))
