@@ -12,7 +12,7 @@ import math
 import time
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from limits import RateLimitItem, parse_many
 from limits.aio.storage import RedisStorage
@@ -23,7 +23,11 @@ from app.core.config import Settings
 from app.services.local_limits import LocalMovingWindow
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from redis.asyncio import BlockingConnectionPool
+
+    from app.services.redis_windows import RedisWindows
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +52,14 @@ class Refusal:
 
     limit: Limit
     retry_after: int
+
+
+class Step(NamedTuple):
+    """One window of a decision: take one from it, or only check that it has room."""
+
+    item: RateLimitItem
+    identifiers: tuple[str, ...]
+    take: bool
 
 
 def parse_limits(text: str) -> list[RateLimitItem]:
@@ -92,6 +104,7 @@ class RateLimiter:
     ) -> None:
         self._pool: BlockingConnectionPool | None = None
         self._storage: RedisStorage | None = None
+        self._redis: RedisWindows | None = None
         self._fallback = LocalMovingWindow()
         self._primary: _MovingWindows
         if storage_url.startswith(("redis://", "rediss://")):
@@ -104,6 +117,10 @@ class RateLimiter:
                 connection_pool=self._pool,  # type: ignore[arg-type]  # passed through to redis-py
             )
             self._primary = MovingWindowRateLimiter(self._storage)
+            # Imported here for the same reason as redis-py itself.
+            from app.services.redis_windows import RedisWindows
+
+            self._redis = RedisWindows(self._pool, key_prefix)
         elif storage_url.startswith("memory://"):
             self._primary = self._fallback
         else:
@@ -131,24 +148,6 @@ class RateLimiter:
             REDIS_RETRY_SECONDS,
         )
 
-    async def hit(self, item: RateLimitItem, *key: str) -> bool:
-        """Take one from `item` for `key`; False when it is used up."""
-        strategy = self._strategy()
-        try:
-            return await strategy.hit(item, *key)
-        except (StorageError, OSError, TimeoutError) as exc:
-            self._primary_failed(exc)
-            return await self._fallback.hit(item, *key)
-
-    async def test(self, item: RateLimitItem, *key: str) -> bool:
-        """Whether one more would be allowed, without taking it."""
-        strategy = self._strategy()
-        try:
-            return await strategy.test(item, *key)
-        except (StorageError, OSError, TimeoutError) as exc:
-            self._primary_failed(exc)
-            return await self._fallback.test(item, *key)
-
     async def retry_after(self, item: RateLimitItem, *key: str) -> int:
         """Seconds until `item` allows one more for `key`."""
         strategy = self._strategy()
@@ -157,7 +156,39 @@ class RateLimiter:
         except (StorageError, OSError, TimeoutError) as exc:
             self._primary_failed(exc)
             stats = await self._fallback.get_window_stats(item, *key)
-        return max(1, math.ceil(stats.reset_time - time.time()))
+        return _seconds_until(stats.reset_time)
+
+    async def run_in_order(self, steps: Sequence[Step]) -> int | None:
+        """Go through `steps` in order, stopping at the first window that is used up:
+        its index, or None when every window had room (and those to take, took one).
+        With Redis, one round trip whatever the number of steps."""
+        if self._redis is not None and self._strategy() is self._primary:
+            try:
+                return await self._redis.run_in_order(steps)
+            except (StorageError, OSError, TimeoutError) as exc:
+                self._primary_failed(exc)
+        for index, (item, identifiers, take) in enumerate(steps):
+            window = self._fallback.hit if take else self._fallback.test
+            if not await window(item, *identifiers):
+                return index
+        return None
+
+    async def retry_afters(self, items: Sequence[RateLimitItem], *key: str) -> list[int]:
+        """Seconds until each of `items` that is used up for `key` allows one more;
+        empty when none is. With Redis, one round trip."""
+        resets: list[float] = []
+        if self._redis is not None and self._strategy() is self._primary:
+            try:
+                resets = await self._redis.resets_of_full(items, key)
+            except (StorageError, OSError, TimeoutError) as exc:
+                self._primary_failed(exc)
+            else:
+                return [_seconds_until(reset) for reset in resets]
+        for item in items:
+            if not await self._fallback.test(item, *key):
+                stats = await self._fallback.get_window_stats(item, *key)
+                resets.append(stats.reset_time)
+        return [_seconds_until(reset) for reset in resets]
 
     async def ping(self) -> bool:
         """Whether the configured storage answers."""
@@ -175,6 +206,10 @@ class RateLimiter:
             await client.aclose()
         if self._pool is not None:
             await self._pool.disconnect()
+
+
+def _seconds_until(reset_time: float) -> int:
+    return max(1, math.ceil(reset_time - time.time()))
 
 
 class LoginLimits:
@@ -197,22 +232,19 @@ class LoginLimits:
         """Count a send; say which limit refuses it, if any.
 
         The client's limit is counted first; a request it refuses takes nothing
-        from the number's sends or the market's budget.
+        from the number's sends or the market's budget. The budget is taken
+        before the number's sends, so a send the budget refuses never uses up
+        that number's limit; the number is checked before both, so a number at
+        its limit takes nothing from the budget.
         """
         if not self._enabled:
             return None
-        refusal = await self._take(Limit.SEND_PER_IP, self._send_per_ip, client_ip or "-")
-        if refusal or test_number:
-            return refusal
-        budget = self._budgets.get(market, [])
-        refusal = await self._test(Limit.SEND_PER_PHONE, self._send_per_phone, phone)
-        if refusal:
-            return refusal
-        # The budget is taken before the number's sends, so a send the budget
-        # refuses never uses up that number's limit.
-        return await self._take(Limit.SMS_BUDGET, budget, market) or (
-            await self._take(Limit.SEND_PER_PHONE, self._send_per_phone, phone)
-        )
+        steps = _steps(Limit.SEND_PER_IP, self._send_per_ip, client_ip or "-", take=True)
+        if not test_number:
+            steps += _steps(Limit.SEND_PER_PHONE, self._send_per_phone, phone, take=False)
+            steps += _steps(Limit.SMS_BUDGET, self._budgets.get(market, []), market, take=True)
+            steps += _steps(Limit.SEND_PER_PHONE, self._send_per_phone, phone, take=True)
+        return await self._decide(steps)
 
     async def allow_verify(
         self, phone: str, client_ip: str | None, *, test_number: bool
@@ -220,27 +252,26 @@ class LoginLimits:
         """Count a code check; say which limit refuses it, if any."""
         if not self._enabled:
             return None
-        refusal = await self._take(Limit.VERIFY_PER_IP, self._verify_per_ip, client_ip or "-")
-        if refusal or test_number:
-            return refusal
-        return await self._take(Limit.VERIFY_PER_PHONE, self._verify_per_phone, phone)
+        steps = _steps(Limit.VERIFY_PER_IP, self._verify_per_ip, client_ip or "-", take=True)
+        if not test_number:
+            steps += _steps(Limit.VERIFY_PER_PHONE, self._verify_per_phone, phone, take=True)
+        return await self._decide(steps)
 
-    async def _test(self, limit: Limit, items: list[RateLimitItem], key: str) -> Refusal | None:
-        waits = [
-            await self._limiter.retry_after(item, limit, key)
-            for item in items
-            if not await self._limiter.test(item, limit, key)
-        ]
-        return Refusal(limit, max(waits)) if waits else None
+    async def _decide(self, steps: list[Step]) -> Refusal | None:
+        """Run the steps; for the one that refuses, how long until its limit allows one:
+        the longest wait among that limit's used-up windows."""
+        refused = await self._limiter.run_in_order(steps) if steps else None
+        if refused is None:
+            return None
+        step = steps[refused]
+        limit = Limit(step.identifiers[0])
+        items = [s.item for s in steps if s.identifiers == step.identifiers and s.take == step.take]
+        waits = await self._limiter.retry_afters(items, *step.identifiers)
+        wait = (
+            max(waits) if waits else await self._limiter.retry_after(step.item, *step.identifiers)
+        )
+        return Refusal(limit, wait)
 
-    async def _take(self, limit: Limit, items: list[RateLimitItem], key: str) -> Refusal | None:
-        for item in items:
-            if not await self._limiter.hit(item, limit, key):
-                refusal = await self._test(limit, items, key)
-                wait = (
-                    refusal.retry_after
-                    if refusal
-                    else await self._limiter.retry_after(item, limit, key)
-                )
-                return Refusal(limit, wait)
-        return None
+
+def _steps(limit: Limit, items: list[RateLimitItem], key: str, *, take: bool) -> list[Step]:
+    return [Step(item, (limit, key), take) for item in items]

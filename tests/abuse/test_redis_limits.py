@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
 from urllib.parse import urlsplit
 
@@ -12,7 +13,7 @@ import pytest
 import respx
 
 from app.services import rate_limits
-from app.services.rate_limits import RateLimiter, parse_limits
+from app.services.rate_limits import RateLimiter, Step, parse_limits
 from tests.abuse.helpers import (
     SEND,
     VERIFY,
@@ -203,20 +204,21 @@ async def test_limiter_goes_back_to_redis_when_it_returns(
     proxied = RateLimiter(f"redis://127.0.0.1:{proxy.port}{target.path}", key_prefix)
     direct = RateLimiter(redis_url, key_prefix)
     [item] = parse_limits("2/minute")
+    take, check = [Step(item, ("k",), True)], [Step(item, ("k",), False)]
     try:
-        assert await proxied.hit(item, "k")  # 1 in Redis
+        assert await proxied.run_in_order(take) is None  # 1 in Redis
 
         await proxy.stop()
         with caplog.at_level(logging.ERROR, logger="app.services.rate_limits"):
-            assert await proxied.hit(item, "k")  # in process
+            assert await proxied.run_in_order(take) is None  # in process
         assert any("unreachable" in r.getMessage() for r in caplog.records)
-        assert await direct.test(item, "k")  # Redis still holds 1 of 2
+        assert await direct.run_in_order(check) is None  # Redis still holds 1 of 2
 
         await proxy.start()
         await asyncio.sleep(0.4)
-        assert await proxied.hit(item, "k")  # 2 in Redis again
-        assert not await direct.test(item, "k")
-        assert not await proxied.hit(item, "k")
+        assert await proxied.run_in_order(take) is None  # 2 in Redis again
+        assert await direct.run_in_order(check) == 0
+        assert await proxied.run_in_order(take) == 0
     finally:
         await proxied.aclose()
         await direct.aclose()
@@ -239,3 +241,40 @@ async def test_numbers_refused_for_the_budget_in_a_race_keep_their_sends_on_redi
 
     assert [a.status_code for a in again] == [503] * 9
     assert start.call_count == 1
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("seed", range(4))
+async def test_windows_decided_in_one_round_trip_answer_as_one_at_a_time(
+    redis_url: str, key_prefix: str, seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A decision's windows go to Redis in one script call; its answers are those of
+    taking and checking the windows one at a time in process, and `limits`' own calls
+    see what it wrote."""
+    clock = [1_800_000_000.0]
+    monkeypatch.setattr(time, "time", lambda: clock[0])
+    shared = RateLimiter(redis_url, key_prefix)
+    in_process = RateLimiter("memory://")
+    client_items = parse_limits("4/10 minutes")
+    number_items = parse_limits("2/minute;3/10 minutes;5/hour")
+    rng = random.Random(seed)
+    try:
+        for _ in range(150):
+            clock[0] += rng.choice([0, 0, 6, 30, 60, 180, 660])
+            client = ("send_per_ip", rng.choice(["203.0.113.1", "203.0.113.2"]))
+            number = ("send_per_phone", rng.choice(["+996555000001", "+996555000002"]))
+            steps = [Step(item, client, True) for item in client_items]
+            steps += [Step(item, number, False) for item in number_items]
+            steps += [Step(item, number, rng.random() < 0.7) for item in number_items]
+            if rng.random() < 0.7:
+                decided = await shared.run_in_order(steps)
+                assert decided == await in_process.run_in_order(steps)
+            else:
+                waits = await shared.retry_afters(number_items, *number)
+                assert waits == await in_process.retry_afters(number_items, *number)
+            # `limits`' own moving window, which answers retry_after, reads the same lists.
+            item = rng.choice(number_items)
+            wait = await shared.retry_after(item, *number)
+            assert wait == await in_process.retry_after(item, *number)
+    finally:
+        await shared.aclose()
