@@ -1,7 +1,8 @@
 """Moving windows in Redis, several in one round trip, in the `limits` library's format.
 
-A send consults up to eleven windows (its client's, its number's twice and
-its market's budget); through `limits` each is a script call of its own.
+With the default limits a send consults eight windows (its client's, its
+number's three checked and then taken, its market's budget); through `limits`
+each would be a script call of its own.
 These scripts take the same steps over the same keys and lists as `limits`'
 moving-window scripts (acquire_moving_window.lua, moving_window.lua), for
 several windows at once, so both read and write the same windows. Imported
