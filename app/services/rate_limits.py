@@ -87,11 +87,8 @@ class _WindowStats(Protocol):
 
 
 class _MovingWindows(Protocol):
-    """What `limits`' MovingWindowRateLimiter and LocalMovingWindow both do."""
-
-    async def hit(self, item: RateLimitItem, *identifiers: str) -> bool: ...
-
-    async def test(self, item: RateLimitItem, *identifiers: str) -> bool: ...
+    """What `limits`' MovingWindowRateLimiter and LocalMovingWindow both answer (taking
+    and checking go through `run_in_order`)."""
 
     async def get_window_stats(self, item: RateLimitItem, *identifiers: str) -> _WindowStats: ...
 
