@@ -5,6 +5,8 @@ Schemas come from `kubernetes-validate`, which ships them: no cluster, no networ
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -194,3 +196,50 @@ def test_service_hpa_and_pdb_select_the_api(resources: dict[str, dict[str, Any]]
     pdb = resources["PodDisruptionBudget"]
     assert pdb["spec"]["minAvailable"] == 1
     assert pdb["spec"]["selector"]["matchLabels"] == API_LABELS
+
+
+def _kustomize_command() -> list[str] | None:
+    if shutil.which("kustomize"):
+        return ["kustomize", "build"]
+    if shutil.which("kubectl"):
+        return ["kubectl", "kustomize"]
+    return None
+
+
+@pytest.fixture(scope="module")
+def built() -> list[dict[str, Any]]:
+    """What `kubectl apply -k deploy/kubernetes` would send, rendered offline."""
+    command = _kustomize_command()
+    if command is None:
+        pytest.skip("neither kustomize nor kubectl is installed: the kustomization is not built")
+    done = subprocess.run(  # noqa: S603 - a fixed command on the project's own folder
+        [*command, str(MANIFESTS)], capture_output=True, text=True, check=False, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+def test_kustomize_build_is_valid_kubernetes(built: list[dict[str, Any]], version: str) -> None:
+    for doc in built:
+        try:
+            kubernetes_validate.validate(doc, version, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            pytest.fail(f"built {doc['kind']} on Kubernetes {version}: {exc.message}")
+
+
+def test_kustomize_build_puts_everything_in_one_namespace_with_the_release_image(
+    built: list[dict[str, Any]],
+) -> None:
+    kinds = sorted(doc["kind"] for doc in built)
+    assert "Secret" not in kinds  # the example secret is applied by hand, never built
+    assert {"Namespace", "Deployment", "Job", "CronJob", "Service", "ConfigMap"} <= set(kinds)
+    for doc in built:
+        labels = doc["metadata"].get("labels", {})
+        assert labels.get("app.kubernetes.io/part-of") == "phone-auth", doc["kind"]
+        if doc["kind"] != "Namespace":
+            assert doc["metadata"]["namespace"] == "phone-auth", doc["kind"]
+        if doc["kind"] in ("Deployment", "Job", "CronJob"):
+            spec = _pod_spec(doc)
+            images = {c["image"] for c in spec.get("initContainers", []) + spec["containers"]}
+            assert images == {"registry.example.com/phone-auth:0.1.0"}, doc["kind"]
