@@ -39,6 +39,48 @@ def _error(model: type[Any], description: str, example: dict[str, Any]) -> dict[
     }
 
 
+def _bearer_from(field: str) -> dict[str, str]:
+    return {"header.Authorization": f"Bearer {{$response.body#/{field}}}"}
+
+
+# OpenAPI links: what a client does next with an answer (shown on /docs; tools
+# that follow links, such as schemathesis, chain the calls with them).
+_SIGNED_IN_LINKS: dict[str, Any] = {
+    "ReadMe": {
+        "operationId": "read_me",
+        "parameters": _bearer_from("access_token"),
+        "description": "Read the signed-in user with the access token.",
+    },
+    "UpdateMe": {
+        "operationId": "update_me",
+        "parameters": _bearer_from("access_token"),
+        "description": "Change the signed-in user's name or full name.",
+    },
+    "Refresh": {
+        "operationId": "refresh_tokens",
+        "requestBody": {"refresh_token": "$response.body#/refresh_token"},
+        "description": "Renew both tokens with the refresh token.",
+    },
+    "Logout": {
+        "operationId": "logout",
+        "parameters": _bearer_from("access_token"),
+        "description": "End this session.",
+    },
+}
+SEND_LINKS: dict[int | str, dict[str, Any]] = {
+    200: {
+        "links": {
+            "VerifyCode": {
+                "operationId": "verify_code",
+                "requestBody": {"phone": "$response.body#/phone"},
+                "description": "Log in with the code the SMS brought, for this number "
+                "(`verification_code` is what the person types).",
+            }
+        }
+    }
+}
+TOKEN_LINKS: dict[int | str, dict[str, Any]] = {200: {"links": _SIGNED_IN_LINKS}}
+
 SEND_ERRORS: dict[int | str, dict[str, Any]] = {
     400: _error(
         BadRequestBody,
@@ -105,7 +147,7 @@ VERIFY_ERRORS: dict[int | str, dict[str, Any]] = {
     description="Sends a one-time code to the phone number. The number must be in a "
     "configured market; the code is valid for `expires_in_minutes`.",
     response_model=SendVerificationResponse,
-    responses=SEND_ERRORS,
+    responses={**SEND_LINKS, **SEND_ERRORS},
 )
 async def send_verification(
     payload: SendVerificationRequest, auth: AuthServiceDep, client_ip: ClientIP
@@ -129,7 +171,7 @@ async def send_verification(
     description="Checks the code sent to the phone number. On success creates the user "
     "if needed and returns an access token.",
     response_model=VerifyCodeResponse,
-    responses=VERIFY_ERRORS,
+    responses={**TOKEN_LINKS, **VERIFY_ERRORS},
 )
 async def verify_code(
     payload: VerifyCodeRequest, auth: AuthServiceDep, client_ip: ClientIP
@@ -153,6 +195,7 @@ async def verify_code(
     "revoked. Within that interval (a retried request) the same new pair is returned.",
     response_model=RefreshResponse,
     responses={
+        **TOKEN_LINKS,
         400: _error(BadRequestBody, "Missing refresh token", {"refresh_token": [MSG_REQUIRED]}),
         401: _error(
             DetailBody, "Unknown, expired, revoked or reused token", {"detail": MSG_INVALID_REFRESH}

@@ -127,38 +127,28 @@ def test_authenticated_operations(
 
 
 # ---------------------------------------------------------------------------- stateful
-# The app's schema declares no OpenAPI links, so schemathesis cannot chain operations on
-# its own. These are the links the app should declare (see the report); the stateful
-# tests add them to a copy of the document until it does.
-def _bearer_from(field: str) -> dict[str, str]:
-    return {"header.Authorization": f"Bearer {{$response.body#/{field}}}"}
+# The app declares OpenAPI links (send → verify → me / refresh / logout); the code of a
+# verification is what the person types, so the chain gets the test numbers' code.
+def _with_test_code(raw: dict[str, Any]) -> dict[str, Any]:
+    linked = copy.deepcopy(raw)
+    send = linked["paths"][SEND]["post"]["responses"]["200"]["links"]["VerifyCode"]
+    send["requestBody"]["verification_code"] = FUZZ_CODE
+    return linked
 
 
-LINKS: dict[tuple[str, str], dict[str, Any]] = {
-    (SEND, "post"): {
-        "VerifyCode": {
-            "operationId": "verify_code",
-            "requestBody": {"phone": "$response.body#/phone", "verification_code": FUZZ_CODE},
-        }
-    },
-    (VERIFY, "post"): {
-        "ReadMe": {"operationId": "read_me", "parameters": _bearer_from("access_token")},
-        "UpdateMe": {"operationId": "update_me", "parameters": _bearer_from("access_token")},
-        "Refresh": {
-            "operationId": "refresh_tokens",
-            "requestBody": {"refresh_token": "$response.body#/refresh_token"},
-        },
-        "Logout": {"operationId": "logout", "parameters": _bearer_from("access_token")},
-    },
-    ("/api/v1/auth/refresh", "post"): {
-        "ReadMe": {"operationId": "read_me", "parameters": _bearer_from("access_token")},
-        "Refresh": {
-            "operationId": "refresh_tokens",
-            "requestBody": {"refresh_token": "$response.body#/refresh_token"},
-        },
-        "Logout": {"operationId": "logout", "parameters": _bearer_from("access_token")},
-    },
-}
+def test_the_login_chain_is_declared_as_links() -> None:
+    links = {
+        (path, method): set(response["links"])
+        for path, operations in schema.raw_schema["paths"].items()
+        for method, operation in operations.items()
+        for response in operation["responses"].values()
+        if "links" in response
+    }
+    assert links == {
+        (SEND, "post"): {"VerifyCode"},
+        (VERIFY, "post"): {"ReadMe", "UpdateMe", "Refresh", "Logout"},
+        ("/api/v1/auth/refresh", "post"): {"ReadMe", "UpdateMe", "Refresh", "Logout"},
+    }
 
 
 def _run_stateful(
@@ -170,16 +160,7 @@ def _run_stateful(
     # rest of every request is still generated.
     monkeypatch.setattr(stateful_links, "BASE_EXPLORATION_RATE", 0.0)
     monkeypatch.setattr(stateful_links, "DEFAULT_USE_PROBABILITY", 1.0)
-    raw = copy.deepcopy(schema.raw_schema)
-    assert not any(
-        "links" in response
-        for path in raw["paths"].values()
-        for operation in path.values()
-        for response in operation["responses"].values()
-    ), "the app declares OpenAPI links now: use them instead of LINKS"
-    for (path, method), links in LINKS.items():
-        raw["paths"][path][method]["responses"]["200"]["links"] = links
-    linked = schemathesis.openapi.from_dict(raw)
+    linked = schemathesis.openapi.from_dict(_with_test_code(schema.raw_schema))
     # Valid data only: the chains are to reach every step; the stateless tests fuzz input.
     linked.config.generation.update(modes=[schemathesis.GenerationMode.POSITIVE])
     seen: Counter[tuple[str, int]] = Counter()
