@@ -125,24 +125,16 @@ class StatementRunner:
         self, statement: Executable, params: Mapping[str, Any] | None = None
     ) -> AnyRow | None:
         """Run one statement, committed at once, and return its first row."""
-        return await greenlet_spawn(self._first, statement, params)
+        return await self.run(lambda connection: connection.execute(statement, params).first())
 
     async def execute(self, statement: Executable, params: Mapping[str, Any] | None = None) -> None:
         """Run one statement that returns no rows, committed at once."""
-        await greenlet_spawn(self._execute, statement, params)
+        await self.run(lambda connection: connection.execute(statement, params))
 
     async def run(self, work: Callable[[Connection], T]) -> T:
         """Run `work` with a connection, committed when it returns."""
-        return await greenlet_spawn(self._run, work)
+        return await greenlet_spawn(self._in_transaction, work)
 
-    def _first(self, statement: Executable, params: Mapping[str, Any] | None) -> AnyRow | None:
-        with self._engine.begin() as connection:
-            return connection.execute(statement, params).first()
-
-    def _execute(self, statement: Executable, params: Mapping[str, Any] | None) -> None:
-        with self._engine.begin() as connection:
-            connection.execute(statement, params)
-
-    def _run(self, work: Callable[[Connection], T]) -> T:
+    def _in_transaction(self, work: Callable[[Connection], T]) -> T:
         with self._engine.begin() as connection:
             return work(connection)
