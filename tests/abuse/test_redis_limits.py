@@ -10,6 +10,7 @@ import time
 from urllib.parse import urlsplit
 
 import pytest
+import redis.asyncio as redis
 import respx
 
 from app.services import rate_limits
@@ -278,3 +279,39 @@ async def test_windows_decided_in_one_round_trip_answer_as_one_at_a_time(
             assert wait == await in_process.retry_after(item, *number)
     finally:
         await shared.aclose()
+
+
+async def _script_calls(url: str) -> int:
+    """Script calls the Redis server has answered (what `limits` and our windows send;
+    the commands a script runs inside are counted apart, under their own names)."""
+    client = redis.from_url(url)
+    try:
+        stats = await client.info("commandstats")
+    finally:
+        await client.aclose()
+    names = ("cmdstat_eval", "cmdstat_evalsha", "cmdstat_eval_ro", "cmdstat_evalsha_ro")
+    return sum(int(stats[name]["calls"]) for name in names if name in stats)
+
+
+@pytest.mark.redis
+async def test_a_send_and_a_check_each_ask_redis_once(
+    client_for: ClientFactory, twilio: respx.MockRouter, redis_url: str, key_prefix: str
+) -> None:
+    mock_start(twilio)
+    mock_check(twilio, "approved")
+    settings = {"rate_limit_storage_url": redis_url, "rate_limit_key_prefix": key_prefix}
+    async with client_for(**settings) as client:
+        # The first requests load the scripts and open the pool's connection.
+        assert (await client.post(SEND, json={"phone": KG})).status_code == 200
+        before = await _script_calls(redis_url)
+        sent = await client.post(SEND, json={"phone": KG_2})
+        after_send = await _script_calls(redis_url)
+        checked = await client.post(VERIFY, json={"phone": KG_2, "verification_code": "123456"})
+        after_check = await _script_calls(redis_url)
+
+    assert sent.status_code == 200, sent.text
+    assert checked.status_code == 200, checked.text
+    # Eight windows for a send (client, number checked, budget, number taken), two for a
+    # check: one script call each.
+    assert after_send - before == 1
+    assert after_check - after_send == 1
