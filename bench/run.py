@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import timeit
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -270,6 +271,23 @@ def start_service(
     return Server(name, process, url)
 
 
+def start_shape(name: str, database_url: str, fake: Fake, workdir: Path, workers: int) -> Server:
+    """The shape's floor (bench/shape_app.py), named after its stack: `fastapi-aiohttp`,
+    `fastapi-httpx` or `fastapi-httpx-db`."""
+    port = free_port()
+    env = dict(os.environ, FAKE_TWILIO_URL=fake.url, DATABASE_URL=database_url)
+    env["SHAPE_DB"] = "1" if name.endswith("-db") else "0"
+    env["SHAPE_CLIENT"] = "aiohttp" if "aiohttp" in name else "httpx"
+    command = ["taskset", "-c", service_cores(workers), PYTHON, "-m", "uvicorn"]
+    command += ["bench.shape_app:app", "--workers", str(workers)]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+    command += ["--no-access-log", "--no-server-header"]
+    process = Process(name, command, env, workdir / f"{name}.log")
+    url = f"http://127.0.0.1:{port}"
+    wait_ready(url + "/healthz", process)
+    return Server(name, process, url)
+
+
 def prepare_database(url: str) -> None:
     """An empty schema at head (alembic downgrade base, upgrade head)."""
     env = dict(os.environ, DATABASE_URL=url)
@@ -442,8 +460,21 @@ def machine() -> str:
     load = os.getloadavg()
     return (
         f"{os.cpu_count()} cores ({cpu}), Linux {platform.release()}, Python "
-        f"{platform.python_version()}; load average at start {load[0]:.1f}"
+        f"{platform.python_version()}; load average at start {load[0]:.1f}; "
+        f"Python speed: {python_speed_us():.1f} µs per sum(range(1000))"
     )
+
+
+def python_speed_us() -> float:
+    """Best of 5 for a pure-Python loop: how fast this machine runs Python today.
+
+    Shared VMs differ from day to day, and Python-heavy code (the service) slows
+    more than the floor, whose hot path is mostly C; runs are comparable only at
+    a similar speed.
+    """
+    loops = 2000
+    timer = timeit.Timer("sum(range(1000))")
+    return min(timer.repeat(repeat=5, number=loops)) / loops * 1e6
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -457,7 +488,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--transports",
         default="aiohttp",
-        help="service variants by TWILIO_HTTP_TRANSPORT: aiohttp (the default), httpx",
+        help="service variants by TWILIO_HTTP_TRANSPORT: aiohttp (the default), httpx; "
+        "empty for none",
     )
     parser.add_argument(
         "--workers",
@@ -471,6 +503,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=[],
         metavar="SETTING=VALUE",
         help="a setting for the service, e.g. TWILIO_MAX_CONNECTIONS=400 (repeatable)",
+    )
+    parser.add_argument(
+        "--shape",
+        default="",
+        help="also measure the shape's floor (bench/shape_app.py), a comma-separated list "
+        "of its stacks: fastapi-aiohttp, fastapi-httpx, fastapi-httpx-db",
     )
     parser.add_argument("--fake", choices=["auto", "nginx", "python"], default="auto")
     parser.add_argument("--latency", type=float, default=0.05, help="fake Twilio latency, s")
@@ -493,7 +531,7 @@ def main(argv: list[str] | None = None) -> None:
     for tool in ("wrk", "taskset"):
         if not shutil.which(tool):
             sys.exit(f"{tool} is needed (Debian: apt-get install wrk util-linux)")
-    transports = args.transports.split(",")
+    transports = [t for t in args.transports.split(",") if t]
     for pair in args.set:
         key, _, value = pair.partition("=")
         EXTRA_SETTINGS[key.strip().upper()] = value
@@ -535,6 +573,10 @@ def main(argv: list[str] | None = None) -> None:
                 services = [
                     start_service(f"service-{t}", t, url, fake, workdir, args.workers)
                     for t in transports
+                ]
+                services += [
+                    start_shape(name, url, fake, workdir, args.workers)
+                    for name in filter(None, args.shape.split(","))
                 ]
                 with stopping(*(s.process for s in services)):
                     for endpoint in args.endpoints.split(","):
