@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import base64
 import json
+import uuid
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
 import httpx
+import respx
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "twilio"
 
@@ -68,3 +70,27 @@ def basic_auth(request: httpx.Request) -> tuple[str, str]:
     assert scheme == "Basic"
     user, _, password = base64.b64decode(value).decode().partition(":")
     return user, password
+
+
+def new_sid() -> str:
+    """A fresh Twilio verification sid."""
+    return "VE" + uuid.uuid4().hex
+
+
+def mock_start(twilio: respx.MockRouter) -> respx.Route:
+    """Twilio's start endpoint: 201 with a fresh sid for any number."""
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        fields = form(request)
+        return started(fields["To"], sid=new_sid(), channel=fields.get("Channel", "sms"))
+
+    return twilio.post(START_PATH).mock(side_effect=answer)
+
+
+def mock_check(twilio: respx.MockRouter, status: str = "approved") -> respx.Route:
+    """Twilio's check endpoint: `approved`, or `pending` for a wrong code."""
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return checked(status, "+10000000000", sid=form(request)["VerificationSid"])
+
+    return twilio.post(CHECK_PATH).mock(side_effect=answer)

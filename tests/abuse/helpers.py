@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from typing import Any
 
 import httpx
-import respx
 
 from app.core.config import DEFAULT_MARKETS, MarketSettings
-from tests.twilio_fixtures import CHECK_PATH, START_PATH, checked, form, started
+from tests.twilio_fixtures import mock_check as mock_check
+from tests.twilio_fixtures import mock_start as mock_start
+from tests.twilio_fixtures import new_sid as new_sid
 
 SEND = "/api/v1/auth/send-verification"
 VERIFY = "/api/v1/auth/verify-code"
@@ -23,31 +23,6 @@ AS_PROXY: dict[str, Any] = {"trusted_proxies": ["127.0.0.1"]}
 def from_ip(address: str) -> dict[str, str]:
     """Headers of a request forwarded by the trusted proxy for `address`."""
     return {"X-Forwarded-For": address}
-
-
-def new_sid() -> str:
-    """A fresh Twilio verification sid."""
-    return "VE" + uuid.uuid4().hex
-
-
-def mock_start(twilio: respx.MockRouter) -> respx.Route:
-    """Twilio's start endpoint, answering 201 for any number with a fresh sid."""
-
-    def answer(request: httpx.Request) -> httpx.Response:
-        fields = form(request)
-        return started(fields["To"], sid=new_sid(), channel=fields.get("Channel", "sms"))
-
-    return twilio.post(START_PATH).mock(side_effect=answer)
-
-
-def mock_check(twilio: respx.MockRouter, status: str = "pending") -> respx.Route:
-    """Twilio's check endpoint: `pending` (a wrong code) or `approved`."""
-
-    def answer(request: httpx.Request) -> httpx.Response:
-        fields = form(request)
-        return checked(status, "+10000000000", sid=fields["VerificationSid"])
-
-    return twilio.post(CHECK_PATH).mock(side_effect=answer)
 
 
 def too_many(retry_after: int, *, send: bool = True) -> dict[str, Any]:

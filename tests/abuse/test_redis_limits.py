@@ -77,7 +77,7 @@ async def test_every_client_limit_on_redis(
     client_for: ClientFactory, twilio: respx.MockRouter, redis_url: str, key_prefix: str
 ) -> None:
     start = mock_start(twilio)
-    check = mock_check(twilio)
+    check = mock_check(twilio, "pending")
     settings = {
         "rate_limit_storage_url": redis_url,
         "rate_limit_key_prefix": key_prefix,

@@ -36,7 +36,7 @@ async def wrong_code(
 
 async def test_verify_per_ip_limit(client_for: ClientFactory, twilio: respx.MockRouter) -> None:
     mock_start(twilio)
-    check = mock_check(twilio)
+    check = mock_check(twilio, "pending")
     async with client_for(rate_limit_verify_per_ip="2/hour") as client:
         assert (await client.post(SEND, json={"phone": KG})).status_code == 200
         answers = [await wrong_code(client, KG) for _ in range(2)]
@@ -56,7 +56,7 @@ async def test_verify_per_ip_limit_is_per_client(
     client_for: ClientFactory, twilio: respx.MockRouter
 ) -> None:
     mock_start(twilio)
-    check = mock_check(twilio)
+    check = mock_check(twilio, "pending")
     async with client_for(rate_limit_verify_per_ip="1/hour", **AS_PROXY) as client:
         assert (await client.post(SEND, json={"phone": KG})).status_code == 200
         first = await wrong_code(client, KG, "203.0.113.1")
@@ -71,7 +71,7 @@ async def test_verify_per_phone_limit_holds_across_addresses(
     client_for: ClientFactory, twilio: respx.MockRouter
 ) -> None:
     mock_start(twilio)
-    check = mock_check(twilio)
+    check = mock_check(twilio, "pending")
     async with client_for(rate_limit_verify_per_phone="2/hour", **AS_PROXY) as client:
         assert (await client.post(SEND, json={"phone": KG})).status_code == 200
         answers = [await wrong_code(client, KG, f"198.51.100.{n}") for n in range(1, 4)]

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import httpx
-import respx
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.models import User, Verification
-from tests.twilio_fixtures import CHECK_PATH, START_PATH, checked, form, started
+from tests.twilio_fixtures import mock_check as mock_check
+from tests.twilio_fixtures import mock_start as mock_start
+from tests.twilio_fixtures import new_sid as new_sid
 
 SEND = "/api/v1/auth/send-verification"
 VERIFY = "/api/v1/auth/verify-code"
@@ -33,30 +33,6 @@ BAD_BODY = {"detail": "Request body must be a JSON object."}
 
 # The old backend's lifetime, which issue 4 keeps available through the setting.
 OLD_LIFETIME: dict[str, Any] = {"access_token_expire_seconds": 2592000}
-
-
-def new_sid() -> str:
-    """A fresh Twilio verification sid."""
-    return "VE" + uuid.uuid4().hex
-
-
-def mock_start(twilio: respx.MockRouter) -> respx.Route:
-    """Twilio's start endpoint: 201 with a fresh sid for any number."""
-
-    def answer(request: httpx.Request) -> httpx.Response:
-        fields = form(request)
-        return started(fields["To"], sid=new_sid(), channel=fields["Channel"])
-
-    return twilio.post(START_PATH).mock(side_effect=answer)
-
-
-def mock_check(twilio: respx.MockRouter, status: str = "approved") -> respx.Route:
-    """Twilio's check endpoint: `approved`, or `pending` for a wrong code."""
-
-    def answer(request: httpx.Request) -> httpx.Response:
-        return checked(status, "+10000000000", sid=form(request)["VerificationSid"])
-
-    return twilio.post(CHECK_PATH).mock(side_effect=answer)
 
 
 def bearer(token: str) -> dict[str, str]:
