@@ -216,17 +216,22 @@ def service_cores(workers: int) -> str:
     return SERVICE_CORE if workers == 1 else f"0-{(os.cpu_count() or 2) - 1}"
 
 
-def start_floor(fake: Fake, workdir: Path, workers: int) -> Server:
+def start_uvicorn(name: str, app: str, env: dict[str, str], workdir: Path, workers: int) -> Server:
+    """`app` on uvicorn with the service's cores, ready when `/healthz` answers."""
     port = free_port()
-    env = dict(os.environ, FAKE_TWILIO_URL=fake.url)
     command = ["taskset", "-c", service_cores(workers), PYTHON, "-m", "uvicorn"]
-    command += ["bench.floor_app:app", "--workers", str(workers)]
+    command += [app, "--workers", str(workers)]
     command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
     command += ["--no-access-log", "--no-server-header"]
-    process = Process("floor", command, env, workdir / "floor.log")
+    process = Process(name, command, env, workdir / f"{name}.log")
     url = f"http://127.0.0.1:{port}"
     wait_ready(url + "/healthz", process)
-    return Server("floor", process, url)
+    return Server(name, process, url)
+
+
+def start_floor(fake: Fake, workdir: Path, workers: int) -> Server:
+    env = dict(os.environ, FAKE_TWILIO_URL=fake.url)
+    return start_uvicorn("floor", "bench.floor_app:app", env, workdir, workers)
 
 
 EXTRA_SETTINGS: dict[str, str] = {}  # --set KEY=VALUE
@@ -271,21 +276,15 @@ def start_service(
     return Server(name, process, url)
 
 
+SHAPES = ("fastapi-aiohttp", "fastapi-httpx", "fastapi-httpx-db")
+
+
 def start_shape(name: str, database_url: str, fake: Fake, workdir: Path, workers: int) -> Server:
-    """The shape's floor (bench/shape_app.py), named after its stack: `fastapi-aiohttp`,
-    `fastapi-httpx` or `fastapi-httpx-db`."""
-    port = free_port()
+    """The shape's floor (bench/shape_app.py), named after its stack (one of SHAPES)."""
     env = dict(os.environ, FAKE_TWILIO_URL=fake.url, DATABASE_URL=database_url)
     env["SHAPE_DB"] = "1" if name.endswith("-db") else "0"
     env["SHAPE_CLIENT"] = "aiohttp" if "aiohttp" in name else "httpx"
-    command = ["taskset", "-c", service_cores(workers), PYTHON, "-m", "uvicorn"]
-    command += ["bench.shape_app:app", "--workers", str(workers)]
-    command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
-    command += ["--no-access-log", "--no-server-header"]
-    process = Process(name, command, env, workdir / f"{name}.log")
-    url = f"http://127.0.0.1:{port}"
-    wait_ready(url + "/healthz", process)
-    return Server(name, process, url)
+    return start_uvicorn(name, "bench.shape_app:app", env, workdir, workers)
 
 
 def prepare_database(url: str) -> None:
@@ -532,6 +531,10 @@ def main(argv: list[str] | None = None) -> None:
         if not shutil.which(tool):
             sys.exit(f"{tool} is needed (Debian: apt-get install wrk util-linux)")
     transports = [t for t in args.transports.split(",") if t]
+    shapes = [name for name in args.shape.split(",") if name]
+    for name in shapes:
+        if name not in SHAPES:
+            sys.exit(f"--shape: {name!r} is not one of {', '.join(SHAPES)}")
     for pair in args.set:
         key, _, value = pair.partition("=")
         EXTRA_SETTINGS[key.strip().upper()] = value
@@ -574,10 +577,7 @@ def main(argv: list[str] | None = None) -> None:
                     start_service(f"service-{t}", t, url, fake, workdir, args.workers)
                     for t in transports
                 ]
-                services += [
-                    start_shape(name, url, fake, workdir, args.workers)
-                    for name in filter(None, args.shape.split(","))
-                ]
+                services += [start_shape(name, url, fake, workdir, args.workers) for name in shapes]
                 with stopping(*(s.process for s in services)):
                     for endpoint in args.endpoints.split(","):
                         for connections in [int(c) for c in args.connections.split(",")]:
