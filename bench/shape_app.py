@@ -22,7 +22,7 @@ beside the floor (`bench/run.sh --shape`), each tells how much of the floor's
 requests/s its stack leaves to the service: a target above that ratio cannot
 be met by a service built on it.
 
-    uvicorn bench.shape_app:app   (FAKE_TWILIO_URL, DATABASE_URL, SHAPE_DB, SHAPE_CLIENT)
+    uvicorn bench.shape_app:app   (environment: see ShapeConfig.from_env)
 """
 
 from __future__ import annotations

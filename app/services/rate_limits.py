@@ -137,6 +137,10 @@ class RateLimiter:
             return self._fallback
         return self._primary
 
+    def _redis_windows(self) -> RedisWindows | None:
+        """The Redis windows, unless limits are in process or Redis failed a moment ago."""
+        return self._redis if self._strategy() is self._primary else None
+
     def _primary_failed(self, exc: Exception) -> None:
         self._primary_down_until = time.monotonic() + REDIS_RETRY_SECONDS
         logger.error(
@@ -159,9 +163,10 @@ class RateLimiter:
         """Go through `steps` in order, stopping at the first window that is used up:
         its index, or None when every window had room (and those to take, took one).
         With Redis, one round trip whatever the number of steps."""
-        if self._redis is not None and self._strategy() is self._primary:
+        redis_windows = self._redis_windows()
+        if redis_windows is not None:
             try:
-                return await self._redis.run_in_order(steps)
+                return await redis_windows.run_in_order(steps)
             except (StorageError, OSError, TimeoutError) as exc:
                 self._primary_failed(exc)
         for index, (item, identifiers, take) in enumerate(steps):
@@ -173,19 +178,20 @@ class RateLimiter:
     async def retry_afters(self, items: Sequence[RateLimitItem], *key: str) -> list[int]:
         """Seconds until each of `items` that is used up for `key` allows one more;
         empty when none is. With Redis, one round trip."""
-        resets: list[float] = []
-        if self._redis is not None and self._strategy() is self._primary:
+        redis_windows = self._redis_windows()
+        if redis_windows is not None:
             try:
-                resets = await self._redis.resets_of_full(items, key)
+                resets = await redis_windows.resets_of_full(items, key)
             except (StorageError, OSError, TimeoutError) as exc:
                 self._primary_failed(exc)
             else:
                 return [_seconds_until(reset) for reset in resets]
+        waits = []
         for item in items:
             if not await self._fallback.test(item, *key):
                 stats = await self._fallback.get_window_stats(item, *key)
-                resets.append(stats.reset_time)
-        return [_seconds_until(reset) for reset in resets]
+                waits.append(_seconds_until(stats.reset_time))
+        return waits
 
     async def ping(self) -> bool:
         """Whether the configured storage answers."""
