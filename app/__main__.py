@@ -8,20 +8,23 @@ import logging
 import sys
 
 from app.core.config import Settings
-from app.core.database import create_engine, create_sessionmaker
+from app.core.database import Database, create_engine
 from app.core.logging import configure_logging
-from app.services.retention import purge_verifications
+from app.services.verification.retention import purge_verifications
 
 logger = logging.getLogger("app.cli")
 
 
 async def _purge(settings: Settings) -> int:
-    engine = create_engine(settings)
+    database = Database(create_engine(settings))
+    uow = database.unit_of_work()
     try:
-        async with create_sessionmaker(engine)() as session, session.begin():
-            return await purge_verifications(session, settings.verification_retention_days)
+        deleted = await purge_verifications(uow, settings.verification_retention_days)
+        await uow.commit()
+        return deleted
     finally:
-        await engine.dispose()
+        await uow.close()
+        await database.dispose()
 
 
 def serve(settings: Settings) -> None:

@@ -3,7 +3,7 @@
 What the service is built from, with none of its own features: a FastAPI route
 with a Pydantic body and answer model, the httpx client on the aiohttp
 transport the service ships with (same `create_http_client`), the service's
-cheapest SQLAlchemy path (`StatementRunner`, one autocommitted statement per
+cheapest SQLAlchemy path (`UnitOfWork.commit_statement_now`, one autocommitted statement per
 call), a python-jose JWT and the service's garbage collector tuning. No
 middleware, limits, phone parsing, logs, metrics, sessions or refresh tokens.
 
@@ -43,11 +43,12 @@ from sqlalchemy import bindparam, insert
 from sqlalchemy.dialects import postgresql, sqlite
 
 from app.core.config import Settings
-from app.core.database import StatementRunner, create_engine
+from app.core.database import Database, create_engine
 from app.core.garbage_collection import tuned_for_serving
-from app.core.http_client import create_http_client
-from app.models import User, Verification
 from app.models.base import table_of
+from app.models.user import User
+from app.models.verification import Verification
+from app.services.verification.providers.http_client import create_http_client
 
 ACCOUNT, TOKEN = "AC" + "1" * 32, "twilio-auth-token-for-tests"
 SECRET = "shape-secret-key-that-is-long-enough-0123456789abcdef"  # noqa: S105
@@ -144,8 +145,8 @@ class _Stack:
         self.config = config
         self.service_url = f"{config.twilio_url.rstrip('/')}/v2/Services/VA{'a' * 32}"
         self.engine = create_engine(settings)
-        self.runner = StatementRunner(self.engine)
-        self.upsert_user = _upsert_user(self.runner.dialect)
+        self.database = Database(self.engine)
+        self.upsert_user = _upsert_user(self.database.dialect)
         self.client = create_http_client(settings)
         self.session: aiohttp.ClientSession | None = None
         if config.client == "aiohttp":
@@ -203,7 +204,7 @@ def create_app(config: ShapeConfig) -> FastAPI:
             now = dt.datetime.now(dt.UTC)
             params = {"phone": body.phone, "provider_sid": answer["sid"], "created_at": now}
             params["expires_at"] = now + dt.timedelta(minutes=10)
-            await shape.runner.execute(INSERT_VERIFICATION, params)
+            await shape.database.unit_of_work().commit_statement_now(INSERT_VERIFICATION, params)
         return SendOut(success=True, phone=body.phone, channel="sms")
 
     @app.post("/api/v1/auth/verify-code")
@@ -216,7 +217,9 @@ def create_app(config: ShapeConfig) -> FastAPI:
         user_id = 0
         if config.with_db:
             params = {"phone": body.phone, "now": dt.datetime.now(dt.UTC)}
-            user = await shape.runner.first(shape.upsert_user, params)
+            user = await shape.database.unit_of_work().commit_statement_now(
+                shape.upsert_user, params
+            )
             user_id = user.id if user is not None else 0
         expires = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=15)
         token = jwt.encode({"sub": str(user_id), "exp": expires}, SECRET, algorithm="HS256")

@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from alembic import command
 from app.core.config import Settings
 from app.main import create_app
-from app.models import Base
+from app.models.metadata import metadata
 from tests.twilio_fixtures import ACCOUNT_SID, AUTH_TOKEN, SERVICE_SID, TWILIO_BASE_URL
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -83,7 +83,7 @@ async def _clean_tables(request: pytest.FixtureRequest) -> AsyncIterator[None]:
         return
     engine: AsyncEngine = request.getfixturevalue("db_engine")
     async with engine.begin() as connection:
-        for table in reversed(Base.metadata.sorted_tables):
+        for table in reversed(metadata.sorted_tables):
             await connection.execute(delete(table))
 
 

@@ -17,7 +17,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from app.services.phone import PhoneError, parse_phone
+from app.core.phone import PhoneError, parse_phone
 
 logger = logging.getLogger(__name__)
 

@@ -1,11 +1,11 @@
-"""Engine and session factory, built once per process in the lifespan."""
+"""The engine, built once per process in the lifespan, and units of work on it."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Executable, Row, event
+from sqlalchemy import Connection, Engine, Executable, Row, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
@@ -94,47 +94,111 @@ def _tune_sqlite(engine: AsyncEngine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    """Sessions that keep loaded objects usable after commit."""
-    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
-
-
-class StatementRunner:
-    """Runs writes that commit on their own, outside the request's session.
-
-    On PostgreSQL the connection is in autocommit: a single statement is one
-    round trip, with no BEGIN and COMMIT around it, so a unit of work must
-    hold exactly one statement there. SQLite keeps a transaction, whose BEGIN
-    IMMEDIATE is what makes its writers queue.
-
-    A unit runs in one greenlet (`sqlalchemy.util.greenlet_spawn`, what the
-    asyncio extension runs each of its own steps in): pool checkout, execute,
-    commit and return in one switch instead of five saves about 0.1 ms of CPU
-    per statement, which is most of what SQLAlchemy adds to asyncpg here.
-    """
+class Database:
+    """The engine and what runs units of work on it, built once per process."""
 
     def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
         self.dialect = engine.dialect.name
-        self._engine = (
+        self._sessionmaker = async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+        # Committed-now work on PostgreSQL runs without BEGIN/COMMIT when it is one
+        # statement; SQLite keeps a transaction, whose BEGIN IMMEDIATE queues writers.
+        self._autocommit = (
             engine.execution_options(isolation_level="AUTOCOMMIT")
             if self.dialect == "postgresql"
             else engine
         ).sync_engine
+        self._transactional = engine.sync_engine
 
-    async def first(
+    def unit_of_work(self) -> UnitOfWork:
+        """A new unit of work, for one request or one command."""
+        return UnitOfWork(self)
+
+    async def dispose(self) -> None:
+        """Close every pooled connection."""
+        await self.engine.dispose()
+
+
+class UnitOfWork:
+    """The database work of one request.
+
+    Its session is one transaction, opened on first use, that the caller
+    commits when the request succeeds and rolls back when it fails
+    (`app.dependencies.database`); repositories only `flush()`.
+
+    Some writes must stand whatever becomes of the request: an attempt spent
+    on a code, a session revoked for refresh-token reuse (answered with a
+    401). A login's writes, too, hold no connection while the provider
+    answers. Those go through `committed_now` and `commit_statement_now`,
+    committed before the call returns. Outside a request transaction each
+    runs in one greenlet (pool checkout, statements, commit), which is what
+    SQLAlchemy's asyncio layer runs each of its own steps in.
+    """
+
+    def __init__(self, database: Database) -> None:
+        self._database = database
+        self.dialect = database.dialect
+        self._session: AsyncSession | None = None
+
+    @property
+    def session(self) -> AsyncSession:
+        """The request's session, made on first use."""
+        if self._session is None:
+            self._session = self._database._sessionmaker()
+        return self._session
+
+    async def commit(self) -> None:
+        """Commit the request's transaction, when it opened one."""
+        if self._session is not None and self._session.in_transaction():
+            await self._session.commit()
+
+    async def rollback(self) -> None:
+        """Roll back the request's transaction, when it opened one."""
+        if self._session is not None:
+            await self._session.rollback()
+
+    async def close(self) -> None:
+        """Give the request's connection back to the pool."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def committed_now(self, work: Callable[[Connection], T]) -> T:
+        """Run `work` and commit it before returning, whatever becomes of the request.
+
+        When the request's session holds a transaction, `work` runs in it and
+        commits it (what the request wrote so far stands too); otherwise in a
+        transaction of its own.
+        """
+        session = self._session
+        if session is not None and session.in_transaction():
+            result = await session.run_sync(lambda sync: work(sync.connection()))
+            await session.commit()
+            return result
+        return await greenlet_spawn(_in_transaction, self._database._transactional, work)
+
+    async def commit_statement_now(
         self, statement: Executable, params: Mapping[str, Any] | None = None
     ) -> AnyRow | None:
-        """Run one statement, committed at once, and return its first row."""
-        return await self.run(lambda connection: connection.execute(statement, params).first())
+        """Run one statement as `committed_now` does and return its first row, if any.
+        Outside a request transaction on PostgreSQL it is one autocommitted round
+        trip, with no BEGIN and COMMIT."""
+        session = self._session
+        if session is not None and session.in_transaction():
+            return await self.committed_now(
+                lambda connection: _first(connection.execute(statement, params))
+            )
+        return await greenlet_spawn(
+            _in_transaction,
+            self._database._autocommit,
+            lambda connection: _first(connection.execute(statement, params)),
+        )
 
-    async def execute(self, statement: Executable, params: Mapping[str, Any] | None = None) -> None:
-        """Run one statement that returns no rows, committed at once."""
-        await self.run(lambda connection: connection.execute(statement, params))
 
-    async def run(self, work: Callable[[Connection], T]) -> T:
-        """Run `work` with a connection, committed when it returns."""
-        return await greenlet_spawn(self._in_transaction, work)
+def _first(result: Any) -> AnyRow | None:
+    return result.first() if result.returns_rows else None
 
-    def _in_transaction(self, work: Callable[[Connection], T]) -> T:
-        with self._engine.begin() as connection:
-            return work(connection)
+
+def _in_transaction(engine: Engine, work: Callable[[Connection], T]) -> T:
+    with engine.begin() as connection:
+        return work(connection)

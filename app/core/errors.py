@@ -20,27 +20,27 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 logger = logging.getLogger(__name__)
 
 MSG_REQUIRED = "This field is required."
+# The default 503: the service exists to send codes, so that is what it says is down.
 MSG_SERVICE_UNAVAILABLE = "SMS verification is temporarily unavailable. Please contact support."
-MSG_INVALID_CODE = "Invalid or expired verification code"
-MSG_PROVIDER_FAILED = "Could not reach the SMS provider. Please try again later."
-MSG_BLOCKED = "We cannot send a verification code to this phone number. Please contact support."
-MSG_NOT_AUTHENTICATED = "Authentication credentials were not provided."
-MSG_INVALID_TOKEN = "Invalid or expired token."  # noqa: S105 (a message, not a secret)
-MSG_USER_INACTIVE = "User account is disabled."
 MSG_BAD_BODY = "Request body must be a JSON object."
 # What FastAPI says when a body cannot be read (e.g. not UTF-8).
 FASTAPI_BODY_PARSE_ERROR = "There was an error parsing the body"
 MSG_DATABASE_UNAVAILABLE = "The service is temporarily unavailable. Please try again."
+MSG_INTERNAL = "Internal server error."
 
 # Routes whose error bodies carry `"success": false` next to `detail`.
 SUCCESS_ENVELOPE_ROUTES = frozenset({"send_verification"})
 
 
 class AppError(Exception):
-    """An error with a status, a message for the client and optional headers."""
+    """An error with a status, a message for the client and optional headers.
+
+    `outcome` names the error in metrics labels (why a send or a check failed).
+    """
 
     status_code = 500
-    default_message = "Internal server error."
+    default_message = MSG_INTERNAL
+    outcome = "error"
 
     def __init__(
         self,
@@ -63,6 +63,7 @@ class FieldErrors(AppError):
     """Bad input, reported per field like the old backend: `{"phone": ["..."]}`."""
 
     status_code = 400
+    outcome = "number_refused"
 
     def __init__(self, errors: Mapping[str, Sequence[str]]) -> None:
         self.errors = {field: list(messages) for field, messages in errors.items()}
@@ -80,18 +81,10 @@ class BadRequest(AppError):
     default_message = MSG_BAD_BODY
 
 
-class InvalidCode(AppError):
-    """A wrong, expired or unknown code."""
-
-    status_code = 400
-    default_message = MSG_INVALID_CODE
-
-
 class NotAuthenticated(AppError):
-    """No usable bearer token."""
+    """No usable credentials; answered with `WWW-Authenticate: Bearer`."""
 
     status_code = 401
-    default_message = MSG_INVALID_TOKEN
 
     def __init__(self, message: str | None = None) -> None:
         super().__init__(message, headers={"WWW-Authenticate": "Bearer"})
@@ -101,13 +94,14 @@ class Forbidden(AppError):
     """Authenticated or identified, but not allowed."""
 
     status_code = 403
-    default_message = MSG_USER_INACTIVE
+    outcome = "blocked"
 
 
 class TooManyRequests(AppError):
     """Too many attempts; `retry_after` seconds until the next may succeed."""
 
     status_code = 429
+    outcome = "too_many_attempts"
 
     def __init__(self, retry_after: int, message: str | None = None) -> None:
         self.retry_after = max(1, int(retry_after))
@@ -121,18 +115,12 @@ class TooManyRequests(AppError):
         return {"detail": self.message, "retry_after": self.retry_after}
 
 
-class UpstreamFailed(AppError):
-    """The SMS provider failed; the client may retry."""
-
-    status_code = 502
-    default_message = MSG_PROVIDER_FAILED
-
-
 class ServiceUnavailable(AppError):
-    """Verification cannot work right now; an operator must act."""
+    """The service cannot do this right now; an operator must act, or the client wait."""
 
     status_code = 503
     default_message = MSG_SERVICE_UNAVAILABLE
+    outcome = "unavailable"
 
 
 async def app_error_handler(request: Request, exc: Exception) -> JSONResponse:
@@ -180,7 +168,7 @@ async def database_error_handler(request: Request, exc: Exception) -> JSONRespon
         exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError)
     ):
         logger.exception("Database error during %s %s", request.method, request.url.path)
-        return JSONResponse({"detail": "Internal server error."}, status_code=500)
+        return JSONResponse({"detail": MSG_INTERNAL}, status_code=500)
     logger.error(
         "Database unavailable during %s %s: %s",
         request.method,

@@ -1,18 +1,5 @@
-"""ORM models; importing this package registers every table on `Base.metadata`."""
+"""The tables, one module per domain; each imports only `app.models.base`.
 
-from app.models.auth_event import AuthEvent, AuthEventType
-from app.models.base import Base
-from app.models.session import AuthSession, RefreshToken
-from app.models.user import User
-from app.models.verification import Verification, VerificationStatus
-
-__all__ = [
-    "AuthEvent",
-    "AuthEventType",
-    "AuthSession",
-    "Base",
-    "RefreshToken",
-    "User",
-    "Verification",
-    "VerificationStatus",
-]
+Alembic and the tests import every module they need (`alembic/env.py`); the
+application imports a model where it is used.
+"""

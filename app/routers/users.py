@@ -6,26 +6,24 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from app.core.errors import MSG_INVALID_TOKEN, MSG_USER_INACTIVE
-from app.dependencies import CurrentUser, SessionDep
-from app.schemas.common import BadRequestBody, DetailBody
+from app.dependencies.database import UnitOfWorkDep
+from app.dependencies.sessions import CurrentUser
+from app.dependencies.users import UserServiceDep
+from app.schemas.errors import BadRequestBody, DetailBody, error_response
 from app.schemas.users import UserOut, UserUpdate
-from app.services.users import update_profile
+from app.services.sessions.exceptions import MSG_INVALID_TOKEN
+from app.services.users.exceptions import MSG_READ_ONLY, MSG_USER_INACTIVE
 
 router = APIRouter(prefix="/api/v1/users", tags=["users"])
 
 AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {
-        "model": DetailBody,
-        "description": "Missing, malformed, expired, revoked or wrongly signed token "
+    401: error_response(
+        DetailBody,
+        "Missing, malformed, expired, revoked or wrongly signed token "
         "(with `WWW-Authenticate: Bearer`)",
-        "content": {"application/json": {"example": {"detail": MSG_INVALID_TOKEN}}},
-    },
-    403: {
-        "model": DetailBody,
-        "description": "The user is disabled",
-        "content": {"application/json": {"example": {"detail": MSG_USER_INACTIVE}}},
-    },
+        {"detail": MSG_INVALID_TOKEN},
+    ),
+    403: error_response(DetailBody, "The user is disabled", {"detail": MSG_USER_INACTIVE}),
 }
 
 
@@ -50,16 +48,16 @@ async def read_me(user: CurrentUser) -> UserOut:
     response_model=UserOut,
     responses={
         **AUTH_ERRORS,
-        400: {
-            "model": BadRequestBody,
-            "description": "Invalid values or an attempt to change a read-only field",
-            "content": {
-                "application/json": {"example": {"phone": ["This field cannot be changed."]}}
-            },
-        },
+        400: error_response(
+            BadRequestBody,
+            "Invalid values or an attempt to change a read-only field",
+            {"phone": [MSG_READ_ONLY]},
+        ),
     },
 )
-async def update_me(payload: UserUpdate, user: CurrentUser, session: SessionDep) -> UserOut:
+async def update_me(
+    payload: UserUpdate, user: CurrentUser, users: UserServiceDep, uow: UnitOfWorkDep
+) -> UserOut:
     """Update the current user's name and full name."""
-    updated = await update_profile(session, user, payload.model_dump(exclude_unset=True))
+    updated = await users.update_profile(uow, user, payload.model_dump(exclude_unset=True))
     return UserOut.model_validate(updated)

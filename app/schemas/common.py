@@ -1,22 +1,14 @@
-"""Shared input types and error bodies of the HTTP contract."""
+"""Input types shared by the request bodies: phone numbers, text and channels."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    PlainSerializer,
-    PlainValidator,
-    RootModel,
-    WithJsonSchema,
-)
+from pydantic import BeforeValidator, PlainSerializer, PlainValidator, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
 from app.core.config import Channel
-from app.services.phone import Phone, PhoneError, parse_phone
+from app.core.phone import Phone, PhoneError, parse_phone
 
 
 def _text(value: Any) -> str:
@@ -67,37 +59,3 @@ def _channel(value: Any) -> Channel:
 
 
 ChannelInput = Annotated[Channel, BeforeValidator(_channel)]
-
-
-class DetailBody(BaseModel):
-    """An error with one message."""
-
-    detail: str
-
-
-class SendErrorBody(BaseModel):
-    """An error of the send endpoint."""
-
-    success: bool = False
-    detail: str
-
-
-class RateLimitedBody(BaseModel):
-    """Too many requests; `retry_after` seconds to wait (also in `Retry-After`)."""
-
-    success: bool | None = None
-    detail: str
-    retry_after: int
-
-
-class BadRequestBody(RootModel[dict[str, list[str]] | DetailBody]):
-    """Messages per field, e.g. `{"phone": ["Enter a valid phone number."]}`, or
-    `{"detail": ...}` for a body that cannot be read or a wrong code."""
-
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {"phone": ["Phone number must start with country code (e.g., +996 or +1)"]}
-            ]
-        }
-    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import respx
 
-from app.services.client_ip import client_ip, parse_networks
+from app.core.client_ip import client_ip, parse_networks
 from tests.abuse.helpers import SEND, from_ip, mock_start, retry_after, too_many
 from tests.conftest import ClientFactory
 from tests.twilio_fixtures import form

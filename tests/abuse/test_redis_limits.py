@@ -13,8 +13,9 @@ import pytest
 import redis.asyncio as redis
 import respx
 
-from app.services import rate_limits
-from app.services.rate_limits import RateLimiter, Step, parse_limits
+from app.services.limits import windows as rate_limits
+from app.services.limits.steps import Step, parse_limits
+from app.services.limits.windows import RateLimiter
 from tests.abuse.helpers import (
     SEND,
     VERIFY,
@@ -149,7 +150,7 @@ async def test_redis_unreachable_keeps_serving_with_in_process_limits(
     assert other.status_code == 200
     assert per_ip.status_code == 429
     assert [form(call.request)["To"] for call in start.calls] == [KG, KG_2]
-    errors = app_logs.at(logging.ERROR, "app.services.rate_limits")
+    errors = app_logs.at(logging.ERROR, "app.services.limits.windows")
     assert errors, app_logs.at(logging.ERROR)
     assert "unreachable" in errors[0]
     assert elapsed < 10  # an outage must not stall logins
@@ -210,7 +211,7 @@ async def test_limiter_goes_back_to_redis_when_it_returns(
         assert await proxied.run_in_order(take) is None  # 1 in Redis
 
         await proxy.stop()
-        with caplog.at_level(logging.ERROR, logger="app.services.rate_limits"):
+        with caplog.at_level(logging.ERROR, logger="app.services.limits.windows"):
             assert await proxied.run_in_order(take) is None  # in process
         assert any("unreachable" in r.getMessage() for r in caplog.records)
         assert await direct.run_in_order(check) is None  # Redis still holds 1 of 2

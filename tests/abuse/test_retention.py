@@ -10,8 +10,9 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from app.models import Verification, VerificationStatus
-from app.services.retention import purge_verifications
+from app.core.database import Database
+from app.models.verification import Verification, VerificationStatus
+from app.services.verification.retention import purge_verifications
 from tests.conftest import ROOT
 
 
@@ -37,6 +38,17 @@ async def add_rows(engine: AsyncEngine, ages: dict[str, timedelta]) -> None:
             )
 
 
+async def purge(engine: AsyncEngine, days: int) -> int:
+    """Purge through a unit of work of the service's own, committed as a command does."""
+    uow = Database(engine).unit_of_work()
+    try:
+        deleted = await purge_verifications(uow, days)
+        await uow.commit()
+    finally:
+        await uow.close()
+    return deleted
+
+
 async def remaining(engine: AsyncEngine) -> set[str]:
     """The sids of this module's rows still stored (other rows are not this test's)."""
     async with engine.connect() as connection:
@@ -57,8 +69,7 @@ async def test_purge_deletes_rows_older_than_the_retention(db_engine: AsyncEngin
         },
     )
 
-    async with AsyncSession(db_engine) as session, session.begin():
-        deleted = await purge_verifications(session, 30)
+    deleted = await purge(db_engine, 30)
 
     assert deleted == 3
     assert await remaining(db_engine) == {"new-29d", "new-1d", "new-now"}
@@ -67,8 +78,7 @@ async def test_purge_deletes_rows_older_than_the_retention(db_engine: AsyncEngin
 async def test_purge_with_nothing_to_delete(db_engine: AsyncEngine) -> None:
     await add_rows(db_engine, {"new": timedelta(days=2)})
 
-    async with AsyncSession(db_engine) as session, session.begin():
-        deleted = await purge_verifications(session, 7)
+    deleted = await purge(db_engine, 7)
 
     assert deleted == 0
     assert await remaining(db_engine) == {"new"}

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.core.config import DEFAULT_MARKETS, MarketSettings
-from app.models import User
+from app.models.user import User
 from tests.abuse.helpers import SEND, VERIFY, Records, mock_check, mock_start, retry_after, too_many
 from tests.conftest import ClientFactory
 from tests.twilio_fixtures import form

@@ -8,7 +8,8 @@ import httpx
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.models import User, Verification
+from app.models.user import User
+from app.models.verification import Verification
 from tests.twilio_fixtures import mock_check as mock_check
 from tests.twilio_fixtures import mock_start as mock_start
 from tests.twilio_fixtures import new_sid as new_sid

@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from collections import Counter
+from datetime import timedelta
 
 import httpx
+import pytest
 import respx
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy import insert
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.services.phone import parse_phone
-from app.services.users import get_or_create_for_login
+from app.core.database import Database
+from app.core.phone import parse_phone
+from app.models.base import utcnow
+from app.models.verification import Verification
+from app.services.login.repository import LoginRepository, LoginValues
 from tests.api.helpers import (
     CODE,
     INVALID_CODE,
@@ -87,17 +94,54 @@ async def test_twenty_concurrent_logins_make_one_user(
     await assert_one_new_user(answers, db_engine)
 
 
-async def test_concurrent_get_or_create_makes_one_row(db_engine: AsyncEngine) -> None:
+@pytest.mark.parametrize("one_statement", [True, False], ids=["one-statement", "in-steps"])
+async def test_concurrent_first_logins_make_one_user(
+    db_engine: AsyncEngine, on_postgres: bool, one_statement: bool
+) -> None:
+    if one_statement and not on_postgres:
+        pytest.skip("the one-statement login is PostgreSQL's (TEST_DATABASE_URL)")
     phone = parse_phone(KG_PHONE)
-    sessions = async_sessionmaker(db_engine, class_=AsyncSession, expire_on_commit=False)
+    database = Database(db_engine)
+    now = utcnow()
+    ids = []
+    async with db_engine.begin() as connection:
+        for n in range(CONCURRENT):
+            result = await connection.execute(
+                insert(Verification).returning(Verification.id),
+                {
+                    "phone": phone.e164,
+                    "market": "KG",
+                    "channel": "sms",
+                    "provider": "twilio",
+                    "provider_sid": f"VE{n:032d}",
+                    "status": "pending",
+                    "failed_attempts": 1,
+                    "created_at": now,
+                    "expires_at": now + timedelta(minutes=10),
+                    "updated_at": now,
+                },
+            )
+            ids.append(result.scalar_one())
 
-    async def one_login() -> tuple[int, bool]:
-        async with sessions() as session:
-            found = await get_or_create_for_login(session, phone, "KG")
-            await session.commit()
-            return found.user.id, found.created
+    async def one_login(verification_id: int) -> tuple[int, bool]:
+        values = LoginValues(
+            verification_id=verification_id,
+            phone=phone.e164,
+            name=phone.national_number,
+            market="KG",
+            session_id=uuid.uuid4().hex,
+            token_hash=uuid.uuid4().hex * 2,
+            refresh_expires_at=now + timedelta(days=1),
+            phone_masked=phone.masked,
+            client_ip=None,
+            now=now,
+        )
+        repository = LoginRepository(database.unit_of_work(), one_statement=one_statement)
+        stored = await repository.store(values)
+        assert stored is not None
+        return stored.user.id, stored.created
 
-    results = await asyncio.gather(*(one_login() for _ in range(CONCURRENT)))
+    results = await asyncio.gather(*(one_login(i) for i in ids))
 
     assert sum(created for _, created in results) == 1
     rows = await users(db_engine)

@@ -13,7 +13,8 @@ from sqlalchemy import event, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.models import AuthEvent, AuthSession, RefreshToken
+from app.models.auth_event import AuthEvent
+from app.models.login_session import LoginSession, RefreshToken
 from tests.api.helpers import CODE, KG_PHONE, SEND, VERIFY, mock_check, mock_start
 from tests.conftest import ClientFactory
 
@@ -64,7 +65,7 @@ async def test_send_then_first_login_take_one_and_two_statements(
         # Take an attempt; then mark the code used, make the user, open the session.
         assert sent == ["UPDATE verifications SET", "WITH approved_verification AS"]
 
-    [session] = await rows(db_engine, AuthSession)
+    [session] = await rows(db_engine, LoginSession)
     [token] = await rows(db_engine, RefreshToken)
     [login] = await rows(db_engine, AuthEvent)
     assert token.session_id == session.id

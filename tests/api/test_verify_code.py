@@ -12,8 +12,8 @@ from jose import jwt
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.models import Verification
 from app.models.base import utcnow
+from app.models.verification import Verification
 from tests.api.helpers import (
     CODE,
     DISABLED,

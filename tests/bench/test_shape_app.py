@@ -10,7 +10,8 @@ from jose import jwt
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.models import User, Verification
+from app.models.user import User
+from app.models.verification import Verification
 from bench.shape_app import SECRET, ShapeConfig, create_app
 from tests.conftest import running
 from tests.twilio_fixtures import (

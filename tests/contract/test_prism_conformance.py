@@ -16,10 +16,7 @@ from contextlib import asynccontextmanager
 import httpx
 import pytest
 
-from app.services.twilio_verify import TwilioCredentials, TwilioVerifyClient
-from app.services.verify_provider import (
-    CheckOutcome,
-    CheckRequest,
+from app.services.verification.exceptions import (
     NumberProblem,
     ProviderBlocked,
     ProviderError,
@@ -27,8 +24,13 @@ from app.services.verify_provider import (
     ProviderRateLimited,
     ProviderRejectedNumber,
     ProviderUnavailable,
+)
+from app.services.verification.providers.base import (
+    CheckOutcome,
+    CheckRequest,
     StartRequest,
 )
+from app.services.verification.providers.twilio import TwilioCredentials, TwilioVerifyClient
 from tests.contract.conftest import WRONG_CODE_EXAMPLE, Prism, free_port
 
 pytestmark = pytest.mark.node

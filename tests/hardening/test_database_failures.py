@@ -24,8 +24,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.core.errors import MSG_DATABASE_UNAVAILABLE
 from app.main import create_app
-from app.services.auth import MSG_LOGIN_NOT_STORED
-from app.services.tokens import TokenService
+from app.services.login.exceptions import MSG_LOGIN_NOT_STORED
+from app.services.sessions.tokens import TokenService
 from tests.conftest import SettingsFactory, running
 from tests.hardening.helpers import (
     KG_PHONE,

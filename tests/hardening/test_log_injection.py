@@ -12,7 +12,7 @@ from app.core.logging import ConsoleFormatter, ContextFilter, JsonFormatter
 from tests.conftest import ClientFactory
 from tests.hardening.helpers import SEND, VERIFY, mock_check, mock_start
 
-FORGED = "INFO app.services.auth: Login: user=1 market=KG new=False phone=+996*****0000"
+FORGED = "INFO app.services.login.service: Login: user=1 market=KG new=False phone=+996*****0000"
 PAYLOADS = [
     f"+996555123456\n{FORGED}",
     f"+996555123456\r\n{FORGED}",

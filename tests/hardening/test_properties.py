@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from app.services.phone import PhoneError, parse_phone
+from app.core.phone import PhoneError, parse_phone
 from tests.conftest import ClientFactory
 from tests.hardening.helpers import SEND, VERIFY
 

@@ -18,7 +18,7 @@ import pytest
 import redis.asyncio as redis
 import respx
 
-from app.services import rate_limits
+from app.services.limits import windows as rate_limits
 from tests.conftest import ClientFactory
 from tests.hardening.helpers import SEND, mock_start
 

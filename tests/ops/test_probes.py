@@ -15,7 +15,7 @@ from alembic.script import ScriptDirectory
 
 from alembic import command
 from app.main import create_app
-from app.services.readiness import HEAD_REVISION
+from app.services.ops.service import HEAD_REVISION
 from tests.conftest import ROOT, ClientFactory, SettingsFactory, alembic_config, running
 from tests.ops.conftest import parse_metrics, sample
 from tests.twilio_fixtures import START_PATH, twilio_error

@@ -11,7 +11,10 @@ import httpx
 import pytest
 
 from app.core.config import Settings
-from app.core.http_client import TwilioAiohttpTransport, create_http_client
+from app.services.verification.providers.http_client import (
+    TwilioAiohttpTransport,
+    create_http_client,
+)
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 

@@ -17,11 +17,7 @@ import httpx
 import pytest
 import respx
 
-from app.services import twilio_verify
-from app.services.twilio_verify import TwilioCredentials, TwilioVerifyClient
-from app.services.verify_provider import (
-    CheckOutcome,
-    CheckRequest,
+from app.services.verification.exceptions import (
     NumberProblem,
     ProviderBlocked,
     ProviderError,
@@ -29,9 +25,15 @@ from app.services.verify_provider import (
     ProviderRateLimited,
     ProviderRejectedNumber,
     ProviderUnavailable,
+)
+from app.services.verification.providers import twilio as twilio_verify
+from app.services.verification.providers.base import (
+    CheckOutcome,
+    CheckRequest,
     StartRequest,
     StartResult,
 )
+from app.services.verification.providers.twilio import TwilioCredentials, TwilioVerifyClient
 from tests.twilio_fixtures import (
     ACCOUNT_SID,
     AUTH_TOKEN,

@@ -16,7 +16,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.models import AuthEvent, AuthSession, RefreshToken, User
+from app.models.auth_event import AuthEvent
+from app.models.login_session import LoginSession, RefreshToken
+from app.models.user import User
 
 SEND = "/api/v1/auth/send-verification"
 VERIFY = "/api/v1/auth/verify-code"
@@ -159,7 +161,7 @@ async def refresh_rows(engine: AsyncEngine) -> list[dict[str, Any]]:
 async def session_rows(engine: AsyncEngine) -> list[dict[str, Any]]:
     """Every row of auth_sessions, as dicts."""
     async with engine.connect() as connection:
-        result = await connection.execute(select(AuthSession.__table__))
+        result = await connection.execute(select(LoginSession.__table__))
         return [dict(row) for row in result.mappings()]
 
 

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.models import RefreshToken
+from app.models.login_session import RefreshToken
 from tests.conftest import ClientFactory
 from tests.sessions.helpers import (
     DISABLED,

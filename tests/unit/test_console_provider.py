@@ -10,10 +10,11 @@ from typing import Any
 
 import pytest
 
-from app.services import console_verify, local_codes
-from app.services.console_verify import ConsoleVerifyProvider
-from app.services.local_codes import CodeHasher
-from app.services.verify_provider import CheckOutcome, CheckRequest, StartRequest
+from app.services.verification.providers import console as console_verify
+from app.services.verification.providers import local_codes
+from app.services.verification.providers.base import CheckOutcome, CheckRequest, StartRequest
+from app.services.verification.providers.console import ConsoleVerifyProvider
+from app.services.verification.providers.local_codes import CodeHasher
 
 SECRET = "unit-test-secret-that-is-long-enough-0123456789"
 PHONE = "+996555123456"

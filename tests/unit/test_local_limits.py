@@ -10,7 +10,7 @@ from limits import parse
 from limits.aio.storage import MemoryStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 
-from app.services.local_limits import LocalMovingWindow
+from app.services.limits.local import LocalMovingWindow
 
 
 class Clock:

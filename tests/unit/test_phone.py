@@ -9,7 +9,8 @@ import pytest
 
 from app.core.config import Settings
 from app.core.errors import FieldErrors
-from app.services.phone import (
+from app.core.markets import Markets
+from app.core.phone import (
     MSG_INVALID,
     MSG_NO_PLUS,
     MSG_NO_SMS,
@@ -20,7 +21,6 @@ from app.services.phone import (
     mask_phone,
     parse_phone,
 )
-from app.services.verifications import resolve_market
 
 
 @pytest.mark.parametrize(
@@ -138,7 +138,7 @@ def test_numbers_outside_the_configured_markets_are_not_supported(raw: str) -> N
     settings = Settings(_env_file=None, environment="test")  # type: ignore[call-arg]
 
     with pytest.raises(FieldErrors) as caught:
-        resolve_market(settings, parse_phone(raw))
+        Markets(settings).of(parse_phone(raw))
 
     assert caught.value.errors == {"phone": [MSG_UNSUPPORTED_COUNTRY]}
 
@@ -150,7 +150,7 @@ def test_numbers_outside_the_configured_markets_are_not_supported(raw: str) -> N
 def test_kg_and_us_numbers_resolve_to_their_markets(raw: str, market: str, language: str) -> None:
     settings = Settings(_env_file=None, environment="test")  # type: ignore[call-arg]
 
-    found = resolve_market(settings, parse_phone(raw))
+    found = Markets(settings).of(parse_phone(raw))
 
     assert found.name == market
     assert found.settings.language == language

@@ -12,7 +12,7 @@ import pytest
 from jose import jwt
 
 from app.core.config import Settings
-from app.services.tokens import MAX_TOKEN_LENGTH, TokenError, TokenService
+from app.services.sessions.tokens import MAX_TOKEN_LENGTH, TokenError, TokenService
 
 SECRET = "unit-test-secret-that-is-long-enough-0123456789"
 USER_ID = 42

@@ -1,0 +1,37 @@
+"""Markets: which configured market a phone number belongs to."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from app.core.config import MarketSettings, Settings
+from app.core.errors import FieldErrors
+from app.core.phone import MSG_NO_SMS, MSG_UNSUPPORTED_COUNTRY, Phone
+
+
+@dataclass(frozen=True, slots=True)
+class Market:
+    """A configured market a number belongs to."""
+
+    name: str
+    settings: MarketSettings
+
+
+class Markets:
+    """The configured markets, keyed by the region of their numbers."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._by_region = {
+            region: Market(name=name, settings=market)
+            for region, (name, market) in settings.market_by_region.items()
+        }
+
+    def of(self, phone: Phone) -> Market:
+        """The market of `phone`; a 400 when none is configured for its region, or when
+        the number cannot take SMS (fixed line, premium rate, …)."""
+        market = self._by_region.get(phone.region)
+        if market is None:
+            raise FieldErrors({"phone": [MSG_UNSUPPORTED_COUNTRY]})
+        if not phone.can_receive_sms:
+            raise FieldErrors({"phone": [MSG_NO_SMS]})
+        return market

@@ -1,0 +1,57 @@
+"""Bodies of the login endpoints: send a code, log in with it."""
+
+from __future__ import annotations
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+
+from app.core.config import Channel
+from app.schemas.common import ChannelInput, PhoneInput, TextInput
+from app.schemas.sessions import TokenPairOut
+from app.schemas.users import UserOut
+
+
+class SendVerificationRequest(BaseModel):
+    """Ask for a code to be sent to `phone`."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"phone": "+996555123456"}]})
+
+    phone: PhoneInput
+    channel: ChannelInput = Field(
+        default=Channel.SMS,
+        description="How to deliver the code; each market allows its own channels "
+        "(by default KG: sms, whatsapp; US: sms, call).",
+    )
+
+
+class SendVerificationResponse(BaseModel):
+    """The code is on its way."""
+
+    success: bool = True
+    message: str = Field(examples=["Verification code sent to +996555123456"])
+    phone: str = Field(description="E.164 form", examples=["+996555123456"])
+    market: str = Field(examples=["KG"])
+    language: str = Field(examples=["ru"])
+    expires_in_minutes: int = Field(examples=[10])
+    channel: str = Field(examples=["sms"])
+
+
+class VerifyCodeRequest(BaseModel):
+    """Check the code that was sent to `phone`."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"phone": "+996555123456", "verification_code": "123456"}]}
+    )
+
+    phone: PhoneInput
+    verification_code: TextInput = Field(
+        validation_alias=AliasChoices("verification_code", "code"),
+        description="The code from the SMS; `code` is accepted as an alias.",
+    )
+
+
+class VerifyCodeResponse(TokenPairOut):
+    """A logged-in user and their tokens."""
+
+    user: UserOut
+    market: str = Field(examples=["KG"])
+    is_new_user: bool = Field(description="True only for the login that created the user")

@@ -1,0 +1,120 @@
+"""Moving windows in Redis, several in one round trip, in the `limits` library's format.
+
+With the default limits a send consults eight windows (its client's, its
+number's three checked and then taken, its market's budget); through `limits`
+each would be a script call of its own.
+These scripts take the same steps over the same keys and lists as `limits`'
+moving-window scripts (acquire_moving_window.lua, moving_window.lua), for
+several windows at once, so both read and write the same windows. Imported
+only when RATE_LIMIT_STORAGE_URL is Redis.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from limits import RateLimitItem
+from limits.errors import StorageError
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.exceptions import RedisError
+
+from app.services.limits.steps import Clock, Step
+
+# KEYS: the windows; ARGV: now, then each window's limit, expiry and whether to
+# take one from it (1) or only look (0). In order, stop at the first window that
+# is full: its position (1-based), or 0 when none was. A window is full when its
+# limit-th newest hit is still inside it (the list holds the newest `limit`).
+_IN_ORDER = """
+local now = tonumber(ARGV[1])
+for i = 1, #KEYS do
+    local limit = tonumber(ARGV[3 * i - 1])
+    local expiry = tonumber(ARGV[3 * i])
+    local entry = redis.call('lindex', KEYS[i], limit - 1)
+    if entry and tonumber(entry) >= now - expiry then
+        return i
+    end
+    if ARGV[3 * i + 1] == '1' then
+        redis.call('lpush', KEYS[i], now)
+        redis.call('ltrim', KEYS[i], 0, limit - 1)
+        redis.call('expire', KEYS[i], expiry)
+    end
+end
+return 0
+"""
+
+# KEYS: the windows; ARGV: now, then each window's limit and expiry. For each
+# window, its oldest hit still inside it and how many hits are inside it
+# ({false, 0} when none), by binary search.
+_WINDOWS = """
+local now = tonumber(ARGV[1])
+local windows = {}
+for i = 1, #KEYS do
+    local limit = tonumber(ARGV[2 * i])
+    local target = now - tonumber(ARGV[2 * i + 1])
+    local low, high, found = 0, limit - 1, nil
+    while low <= high do
+        local mid = math.floor((low + high) / 2)
+        local value = tonumber(redis.call('lindex', KEYS[i], mid))
+        if value and value >= target then
+            found = mid
+            low = mid + 1
+        else
+            high = mid - 1
+        end
+    end
+    if found then
+        windows[i] = {redis.call('lindex', KEYS[i], found), found + 1}
+    else
+        windows[i] = {false, 0}
+    end
+end
+return windows
+"""
+
+
+class RedisWindows:
+    """Several moving windows per round trip; Redis failures raise `StorageError`."""
+
+    def __init__(
+        self, pool: BlockingConnectionPool, key_prefix: str, clock: Clock = time.time
+    ) -> None:
+        self._clock = clock
+        client = Redis(connection_pool=pool)
+        self._in_order = client.register_script(_IN_ORDER)
+        self._windows = client.register_script(_WINDOWS)
+        self._prefix = key_prefix
+
+    def _key(self, item: RateLimitItem, identifiers: tuple[str, ...]) -> str:
+        return f"{self._prefix}:{item.key_for(*identifiers)}"
+
+    async def run_in_order(self, steps: Sequence[Step]) -> int | None:
+        """Go through `steps` in order, stopping at the first window that is full:
+        its index, or None when every window had room (and those to take, took one)."""
+        args: list[float | int] = [self._clock()]
+        for step in steps:
+            args += [step.item.amount, step.item.get_expiry(), int(step.take)]
+        keys = [self._key(step.item, step.identifiers) for step in steps]
+        try:
+            refused = int(await self._in_order(keys=keys, args=args))
+        except RedisError as exc:
+            raise StorageError(exc) from exc
+        return refused - 1 if refused else None
+
+    async def resets_of_full(
+        self, items: Sequence[RateLimitItem], identifiers: tuple[str, ...]
+    ) -> list[float]:
+        """When each full window frees a slot (epoch seconds); empty when none is full."""
+        args: list[float | int] = [self._clock()]
+        for item in items:
+            args += [item.amount, item.get_expiry()]
+        keys = [self._key(item, identifiers) for item in items]
+        try:
+            windows = await self._windows(keys=keys, args=args)
+        except RedisError as exc:
+            raise StorageError(exc) from exc
+        return [
+            float(oldest) + item.get_expiry()
+            for item, (oldest, count) in zip(items, windows, strict=True)
+            if int(count) >= item.amount
+        ]

@@ -1,0 +1,133 @@
+"""The two steps of a phone login, as the routers call them: send a code, then
+exchange the right code for a session."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from app.core.config import Channel, Settings
+from app.core.database import UnitOfWork
+from app.core.errors import DATABASE_DOWN_ERRORS
+from app.core.markets import Market, Markets
+from app.core.phone import Phone
+from app.core.request_context import set_log_phone
+from app.models.base import utcnow
+from app.services.limits.service import LoginLimits
+from app.services.login.exceptions import LoginNotStored
+from app.services.login.repository import LoginRepository, LoginValues
+from app.services.sessions.service import SessionService, TokenPair
+from app.services.users.service import UserDisabled
+from app.services.verification.service import (
+    ReservedCheck,
+    StartedVerification,
+    VerificationService,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class LoginResult:
+    """A successful login."""
+
+    tokens: TokenPair
+    market: Market
+    is_new_user: bool
+
+
+class LoginService:
+    """Sends login codes and exchanges a correct code for a session; one per process."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        verification: VerificationService,
+        limits: LoginLimits,
+        sessions: SessionService,
+    ) -> None:
+        self._markets = Markets(settings)
+        self._verification = verification
+        self._limits = limits
+        self._sessions = sessions
+
+    async def send_code(
+        self,
+        uow: UnitOfWork,
+        phone: Phone,
+        channel: Channel = Channel.SMS,
+        client_ip: str | None = None,
+    ) -> StartedVerification:
+        """Send a login code to `phone` over `channel`, within the limits."""
+        set_log_phone(phone.masked)
+        market = self._markets.of(phone)
+        self._verification.require_channel(channel, market)
+        self._verification.require_provider(phone)
+        await self._limits.take_send(
+            phone, market, client_ip, test_number=self._verification.is_test_number(phone)
+        )
+        return await self._verification.start(uow, phone, market, channel.value, client_ip)
+
+    async def login(
+        self, uow: UnitOfWork, phone: Phone, code: str, client_ip: str | None = None
+    ) -> LoginResult:
+        """Check `code` and return the user with a fresh token pair."""
+        set_log_phone(phone.masked)
+        market = self._markets.of(phone)
+        self._verification.require_code_format(code)
+        self._verification.require_provider(phone)
+        await self._limits.take_verify(
+            phone, market, client_ip, test_number=self._verification.is_test_number(phone)
+        )
+        approved = await self._verification.check(uow, phone, market, code)
+        tokens, created = await self._store(uow, approved, phone, market, client_ip)
+        logger.info(
+            "Login: user=%s market=%s new=%s phone=%s",
+            tokens.user.id,
+            market.name,
+            created,
+            phone.masked,
+        )
+        return LoginResult(tokens=tokens, market=market, is_new_user=created)
+
+    async def _store(
+        self,
+        uow: UnitOfWork,
+        approved: ReservedCheck,
+        phone: Phone,
+        market: Market,
+        client_ip: str | None,
+    ) -> tuple[TokenPair, bool]:
+        """Mark the verification used, find or make the user and open its session."""
+        now = utcnow()
+        new_session = self._sessions.new_login_session(now)
+        values = LoginValues(
+            verification_id=approved.id,
+            phone=phone.e164,
+            name=phone.national_number,
+            market=market.name,
+            session_id=new_session.id,
+            token_hash=new_session.token_hash,
+            refresh_expires_at=new_session.refresh_expires_at,
+            phone_masked=phone.masked,
+            client_ip=client_ip,
+            now=now,
+        )
+        try:
+            stored = await LoginRepository(uow).store(values)
+        except DATABASE_DOWN_ERRORS as exc:
+            # The code is spent (the provider approved it); only a new one can log in now.
+            logger.error(
+                "Code approved for %s but the login could not be stored (%s): "
+                "asking for a new code",
+                phone.masked,
+                type(getattr(exc, "orig", None) or exc).__name__,
+            )
+            raise LoginNotStored() from exc
+        if stored is None:
+            self._verification.approval_lost(approved, phone, market)
+        self._verification.approval_stored(approved, market)
+        if not stored.user.is_active:
+            logger.warning("Login refused for disabled user %s", phone.masked)
+            raise UserDisabled()
+        return self._sessions.first_pair(stored.user, new_session), stored.created

@@ -1,0 +1,113 @@
+"""JWT access tokens: issue and verify."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from jose import JWTError, jwt
+
+from app.core.config import Settings
+from app.models.base import utcnow
+from app.services.sessions.signing_keys import KeySet
+
+MAX_TOKEN_LENGTH = 4096
+
+
+class TokenError(Exception):
+    """A token that is missing, malformed, expired or wrongly signed."""
+
+
+@dataclass(frozen=True, slots=True)
+class AccessToken:
+    """A freshly signed token and its lifetime in seconds."""
+
+    token: str
+    expires_in: int
+
+
+@dataclass(frozen=True, slots=True)
+class TokenClaims:
+    """The claims the service relies on."""
+
+    user_id: int
+    session_id: str
+    phone: str
+    market: str
+    jti: str
+
+
+class TokenService:
+    """Signs and verifies access tokens with the configured keys and claims."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.keys = KeySet(settings)
+        self._issuer = settings.jwt_issuer
+        self._audience = settings.jwt_audience
+        self._lifetime = settings.access_token_expire_seconds
+
+    def issue(
+        self,
+        *,
+        user_id: int,
+        session_id: str,
+        phone: str,
+        market: str,
+        issued_at: datetime | None = None,
+        jti: str | None = None,
+    ) -> AccessToken:
+        """Sign an access token for a user's session.
+
+        Given `issued_at` and `jti`, the same inputs give the same token, so a
+        retried refresh can be answered with the pair it already got.
+        """
+        issued = issued_at or utcnow()
+        claims: dict[str, Any] = {
+            "sub": str(user_id),
+            "sid": session_id,
+            "phone": phone,
+            "market": market,
+            "iat": int(issued.timestamp()),
+            "exp": int((issued + timedelta(seconds=self._lifetime)).timestamp()),
+            "iss": self._issuer,
+            "aud": self._audience,
+            "jti": jti or uuid.uuid4().hex,
+        }
+        token = self.keys.sign(claims)
+        return AccessToken(token=token, expires_in=self._lifetime)
+
+    def verify(self, token: str) -> TokenClaims:
+        """Check signature, algorithm, expiry, issuer and audience; raise `TokenError`."""
+        if len(token) > MAX_TOKEN_LENGTH:
+            raise TokenError("token too long")
+        try:
+            header = jwt.get_unverified_header(token)
+            kid = header.get("kid")
+            key = self.keys.verifying_key(kid if isinstance(kid, str) else None)
+            if key is None:
+                raise TokenError("unknown key id")
+            claims = jwt.decode(
+                token,
+                key.key,
+                algorithms=[key.algorithm],
+                audience=self._audience,
+                issuer=self._issuer,
+                options={
+                    "require_exp": True,
+                    "require_iat": True,
+                    "require_sub": True,
+                    "require_aud": True,
+                    "require_iss": True,
+                },
+            )
+            return TokenClaims(
+                user_id=int(claims["sub"]),
+                session_id=str(claims["sid"]),
+                phone=str(claims.get("phone", "")),
+                market=str(claims.get("market", "")),
+                jti=str(claims.get("jti", "")),
+            )
+        except (JWTError, KeyError, ValueError, TypeError, AttributeError) as exc:
+            raise TokenError(str(exc)) from exc

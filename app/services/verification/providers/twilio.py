@@ -1,0 +1,286 @@
+"""Twilio Verify v2 over httpx: start a verification and check a code.
+
+Parameter names and error codes follow Twilio's OpenAPI description
+(`tests/contract/twilio_verify_v2.yaml`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+
+from app.core.metrics import Metrics
+from app.core.phone import mask_phone
+from app.services.verification.exceptions import (
+    NumberProblem,
+    ProviderBlocked,
+    ProviderError,
+    ProviderMisconfigured,
+    ProviderRateLimited,
+    ProviderRejectedNumber,
+    ProviderUnavailable,
+)
+from app.services.verification.providers.base import (
+    CheckOutcome,
+    CheckRequest,
+    StartRequest,
+    StartResult,
+)
+
+logger = logging.getLogger(__name__)
+
+# Twilio error codes (see Twilio's error reference).
+AUTH_FAILED = 20003
+NOT_FOUND = 20404
+TOO_MANY_CONCURRENT = 20429
+INVALID_TO = 21211
+GEO_NOT_ENABLED = 21408
+TRIAL_UNVERIFIED_TO = 21608
+NOT_MOBILE = 21614
+INVALID_PARAMETER = 60200
+MAX_CHECK_ATTEMPTS = 60202
+MAX_SEND_ATTEMPTS = 60203
+LANDLINE = 60205
+CONCURRENT_FOR_NUMBER = 60212
+CHANNEL_DISABLED = 60223
+FRAUD_GUARD_BLOCKED = 60410
+SUSPECTED_FRAUD = 60412
+VERIFY_GEO_BLOCKED = 60605
+
+_START_MISCONFIGURED = frozenset({AUTH_FAILED, CHANNEL_DISABLED, TRIAL_UNVERIFIED_TO, NOT_FOUND})
+_START_NUMBER_PROBLEMS: dict[int | None, str] = {
+    INVALID_TO: NumberProblem.INVALID,
+    INVALID_PARAMETER: NumberProblem.INVALID,
+    NOT_MOBILE: NumberProblem.CANNOT_RECEIVE_SMS,
+    LANDLINE: NumberProblem.CANNOT_RECEIVE_SMS,
+    GEO_NOT_ENABLED: NumberProblem.COUNTRY_NOT_ALLOWED,
+    VERIFY_GEO_BLOCKED: NumberProblem.COUNTRY_NOT_ALLOWED,
+}
+_FRAUD = frozenset({FRAUD_GUARD_BLOCKED, SUSPECTED_FRAUD})
+# Twilio's send limit is 5 starts per number in 10 minutes.
+SEND_LIMIT_RETRY_AFTER_SECONDS = 600
+CONCURRENT_RETRY_AFTER_SECONDS = 5
+RETRY_BASE_DELAY_SECONDS = 0.2
+
+
+@dataclass(frozen=True, slots=True)
+class TwilioCredentials:
+    """What Twilio needs to know who we are."""
+
+    account_sid: str
+    auth_token: str
+    service_sid: str
+
+
+class _Retryable(Exception):
+    """Twilio surely did not act on the request, so sending it again is safe."""
+
+    def __init__(
+        self, cause: Exception | None, reason: str, provider_code: int | None = None
+    ) -> None:
+        super().__init__(reason)
+        self.cause = cause
+        self.reason = reason
+        self.provider_code = provider_code
+
+
+class TwilioVerifyClient:
+    """The `twilio` provider: a thin adapter over Twilio Verify's REST API."""
+
+    name = "twilio"
+
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        credentials: TwilioCredentials,
+        *,
+        base_url: str,
+        max_retries: int = 2,
+        retry_base_delay: float = RETRY_BASE_DELAY_SECONDS,
+        metrics: Metrics | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        self._client = client
+        self._sleep = sleep
+        self._jitter = jitter
+        self._metrics = metrics
+        # Requests are built here from ready parts rather than by the client's
+        # `post`, which merges headers, cookies, URL and timeout on every call;
+        # Basic auth is a ready header too (httpx's auth flow costs more per call).
+        basic = base64.b64encode(f"{credentials.account_sid}:{credentials.auth_token}".encode())
+        self._headers = httpx.Headers(
+            {
+                **client.headers,
+                "Authorization": f"Basic {basic.decode()}",
+                "Content-Type": "application/x-www-form-urlencoded",
+            }
+        )
+        self._timeout = client.timeout.as_dict()
+        service = f"{base_url.rstrip('/')}/v2/Services/{credentials.service_sid}"
+        # Parsed once: httpx would parse a string URL on every call.
+        self._start_url = httpx.URL(f"{service}/Verifications")
+        self._check_url = httpx.URL(f"{service}/VerificationCheck")
+        self._max_retries = max_retries
+        self._retry_base_delay = retry_base_delay
+
+    async def start(self, request: StartRequest) -> StartResult:
+        """Create a verification: Twilio sends the code."""
+        form = {"To": request.phone, "Channel": request.channel, "Locale": request.locale}
+        if request.device_ip:
+            form["DeviceIp"] = request.device_ip
+        status, body = await self._post_with_retries(self._start_url, form, "start")
+        if status in (200, 201):
+            sid = body.get("sid")
+            if not isinstance(sid, str) or not sid:
+                raise ProviderUnavailable("start answer has no verification sid")
+            return StartResult(sid=sid)
+        raise self._start_error(status, body, request.phone)
+
+    async def check(self, request: CheckRequest) -> CheckOutcome:
+        """Check a code against the verification `request.sid`."""
+        form = {"VerificationSid": request.sid, "Code": request.code}
+        status, body = await self._post_with_retries(self._check_url, form, "check")
+        if status in (200, 201):
+            verdict = body.get("status")
+            if not isinstance(verdict, str):
+                raise ProviderUnavailable("check answer has no status")
+            if verdict == "approved" and body.get("valid") is not False:
+                return CheckOutcome.APPROVED
+            if verdict == "pending":
+                return CheckOutcome.WRONG_CODE
+            # canceled, expired, failed, max_attempts_reached, deleted
+            return (
+                CheckOutcome.MAX_ATTEMPTS
+                if verdict == "max_attempts_reached"
+                else CheckOutcome.NOT_FOUND
+            )
+        code = _error_code(body)
+        if code == NOT_FOUND:
+            return CheckOutcome.NOT_FOUND
+        if code == MAX_CHECK_ATTEMPTS:
+            return CheckOutcome.MAX_ATTEMPTS
+        if code == INVALID_PARAMETER:
+            # A code of the wrong length for the Twilio service: treat as a wrong code.
+            return CheckOutcome.WRONG_CODE
+        raise self._common_error(status, code, "check")
+
+    async def _post_with_retries(
+        self, url: httpx.URL, form: dict[str, str], operation: str
+    ) -> tuple[int, dict[str, Any]]:
+        attempt = 0
+        while True:
+            try:
+                return await self._send(url, form, operation)
+            except _Retryable as exc:
+                if attempt >= self._max_retries:
+                    raise ProviderUnavailable(
+                        f"{operation}: {exc.reason} after {attempt + 1} attempts",
+                        provider_code=exc.provider_code,
+                    ) from exc.cause
+                delay = self._retry_base_delay * (2**attempt) * (0.5 + self._jitter())
+                logger.warning("Twilio %s: %s; retrying in %.2fs", operation, exc.reason, delay)
+                attempt += 1
+                await self._sleep(delay)
+
+    async def _send(
+        self, url: httpx.URL, form: dict[str, str], operation: str
+    ) -> tuple[int, dict[str, Any]]:
+        """POST one request; turn every transport failure into a provider error."""
+        started = time.perf_counter()
+        try:
+            request = httpx.Request(
+                "POST",
+                url,
+                headers=self._headers,
+                content=urlencode(form).encode(),
+                extensions={"timeout": self._timeout},
+            )
+            response = await self._client.send(request)
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            self._observe(operation, started, "error", type(exc).__name__)
+            raise _Retryable(exc, f"connection not made ({type(exc).__name__})") from exc
+        except httpx.TimeoutException as exc:
+            self._observe(operation, started, "error", type(exc).__name__)
+            raise ProviderUnavailable(f"{operation}: timed out ({type(exc).__name__})") from exc
+        except httpx.HTTPError as exc:
+            self._observe(operation, started, "error", type(exc).__name__)
+            raise ProviderUnavailable(f"{operation}: {type(exc).__name__}") from exc
+        status = response.status_code
+        try:
+            body = response.json()
+        except ValueError as exc:
+            self._observe(operation, started, str(status), "not_json")
+            raise ProviderUnavailable(
+                f"{operation}: HTTP {status} with a body that is not JSON"
+            ) from exc
+        if not isinstance(body, dict):
+            self._observe(operation, started, str(status), "not_json")
+            raise ProviderUnavailable(f"{operation}: HTTP {status} with a JSON body not an object")
+        code = _error_code(body)
+        self._observe(
+            operation, started, str(status), None if status < 400 else str(code or status)
+        )
+        if status == 429 and code == TOO_MANY_CONCURRENT:
+            raise _Retryable(None, "Twilio 20429 too many concurrent requests", TOO_MANY_CONCURRENT)
+        return status, body
+
+    def _observe(self, operation: str, started: float, status: str, error: str | None) -> None:
+        if self._metrics is None:
+            return
+        self._metrics.twilio_latency.labels(operation, status).observe(
+            time.perf_counter() - started
+        )
+        if error is not None:
+            self._metrics.twilio_errors.labels(operation, error).inc()
+
+    def _start_error(self, status: int, body: dict[str, Any], phone: str) -> ProviderError:
+        code = _error_code(body)
+        if code in _START_MISCONFIGURED:
+            return ProviderMisconfigured(_describe(status, body), provider_code=code)
+        if code in _START_NUMBER_PROBLEMS:
+            logger.info("Twilio refused %s: %s", mask_phone(phone), _describe(status, body))
+            return ProviderRejectedNumber(
+                _describe(status, body), _START_NUMBER_PROBLEMS[code], provider_code=code
+            )
+        if code in _FRAUD:
+            return ProviderBlocked(_describe(status, body), provider_code=code)
+        if code == MAX_SEND_ATTEMPTS:
+            return ProviderRateLimited(
+                _describe(status, body), SEND_LIMIT_RETRY_AFTER_SECONDS, provider_code=code
+            )
+        if code == CONCURRENT_FOR_NUMBER:
+            return ProviderRateLimited(
+                _describe(status, body), CONCURRENT_RETRY_AFTER_SECONDS, provider_code=code
+            )
+        return self._common_error(status, code, "start", body)
+
+    @staticmethod
+    def _common_error(
+        status: int, code: int | None, operation: str, body: dict[str, Any] | None = None
+    ) -> ProviderError:
+        reason = f"{operation}: HTTP {status}, Twilio code {code}"
+        if code in (AUTH_FAILED, CHANNEL_DISABLED, TRIAL_UNVERIFIED_TO) or status == 401:
+            return ProviderMisconfigured(reason, provider_code=code)
+        if body is not None:
+            reason = f"{operation}: {_describe(status, body)}"
+        return ProviderUnavailable(reason, provider_code=code)
+
+
+def _error_code(body: dict[str, Any]) -> int | None:
+    code = body.get("code")
+    return code if isinstance(code, int) and not isinstance(code, bool) else None
+
+
+def _describe(status: int, body: dict[str, Any]) -> str:
+    # Twilio's message text can quote the destination number, so it is not logged.
+    return f"HTTP {status}, Twilio code {_error_code(body)}"

@@ -1,0 +1,287 @@
+"""Sending codes and checking them: the provider, the verification rows, the lockout.
+
+A code allows `VERIFICATION_MAX_ATTEMPTS` checks. Each check spends an
+attempt before the provider is asked (`VerificationRepository.spend_attempt`),
+so concurrent guesses cannot exceed it; a check the provider gave no verdict
+on gets its attempt back; the wrong guess that spends the last attempt locks
+the code (429 until a new one is sent).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import NoReturn
+
+from app.core.config import Settings
+from app.core.database import UnitOfWork
+from app.core.errors import AppError, FieldErrors
+from app.core.markets import Market
+from app.core.metrics import Metrics
+from app.core.phone import Phone
+from app.models.verification import VerificationStatus
+from app.services.verification.exceptions import (
+    ChannelNotAvailable,
+    CodeLocked,
+    InvalidCode,
+    ProviderBlocked,
+    ProviderCircuitOpen,
+    ProviderError,
+    ProviderMisconfigured,
+    ProviderNotConfigured,
+    ProviderRateLimited,
+    ProviderRejectedNumber,
+)
+from app.services.verification.providers.base import (
+    CheckOutcome,
+    CheckRequest,
+    StartRequest,
+    VerifyProvider,
+)
+from app.services.verification.providers.test_numbers import TestNumberProvider, TestNumbers
+from app.services.verification.repository import (
+    NewVerification,
+    NoAttempt,
+    ReservedCheck,
+    VerificationRepository,
+)
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Providers", "ReservedCheck", "StartedVerification", "VerificationService"]
+
+
+@dataclass(frozen=True, slots=True)
+class Providers:
+    """The configured provider (None when it lacks credentials) and the test numbers."""
+
+    primary: VerifyProvider | None
+    test: TestNumberProvider
+    test_numbers: TestNumbers
+
+
+@dataclass(frozen=True, slots=True)
+class StartedVerification:
+    """A code on its way."""
+
+    phone: Phone
+    market: Market
+    channel: str
+
+
+class VerificationService:
+    """Starts verifications and checks codes, one per process."""
+
+    def __init__(self, settings: Settings, providers: Providers, metrics: Metrics) -> None:
+        self._code_length = settings.verification_code_length
+        self._max_attempts = settings.verification_max_attempts
+        self._providers = providers
+        self._metrics = metrics
+
+    def is_test_number(self, phone: Phone) -> bool:
+        """Whether `phone` is a test number today (fixed code, no SMS)."""
+        return self._providers.test_numbers.code_for(phone.e164) is not None
+
+    def require_provider(self, phone: Phone) -> None:
+        """Refuse with a 503 when the number's provider is not configured."""
+        self._provider_for(phone)
+
+    def require_channel(self, channel: str, market: Market) -> None:
+        """Refuse a channel the number's market does not deliver over."""
+        if channel not in market.settings.channels:
+            raise ChannelNotAvailable(channel, market.name)
+
+    def require_code_format(self, code: str) -> str:
+        """Accept exactly `VERIFICATION_CODE_LENGTH` ASCII digits, or raise the 400."""
+        if len(code) != self._code_length or not (code.isascii() and code.isdigit()):
+            raise FieldErrors(
+                {"verification_code": [f"Verification code must be {self._code_length} digits."]}
+            )
+        return code
+
+    async def start(
+        self, uow: UnitOfWork, phone: Phone, market: Market, channel: str, client_ip: str | None
+    ) -> StartedVerification:
+        """Ask the provider to send a code and record the verification."""
+        provider = self._provider_for(phone)
+        started = self._metrics.verifications_started
+        try:
+            await self._start(uow, provider, phone, market, channel, client_ip)
+        except AppError as exc:
+            started.labels(market.name, channel, exc.outcome).inc()
+            raise
+        if provider is self._providers.test:
+            started.labels(market.name, channel, "test_number").inc()
+        else:
+            started.labels(market.name, channel, "sent").inc()
+            self._metrics.sms_spend.labels(market.name).inc(market.settings.price_usd)
+        return StartedVerification(phone=phone, market=market, channel=channel)
+
+    async def check(
+        self, uow: UnitOfWork, phone: Phone, market: Market, code: str
+    ) -> ReservedCheck:
+        """Check `code` for `phone` with the provider, or raise the contract's error.
+
+        An approved row comes back still pending: the login marks it used in
+        the same statement as the login, then calls `approval_stored`, or
+        `approval_lost` when another request used it first.
+        """
+        repository = VerificationRepository(uow)
+        try:
+            row = await self._spend_attempt(repository, phone)
+        except AppError as exc:
+            self._metrics.verifications_failed.labels(market.name, "none", exc.outcome).inc()
+            raise
+        try:
+            await self._check(repository, row, phone, market, code)
+        except AppError as exc:
+            self._metrics.verifications_failed.labels(market.name, row.channel, exc.outcome).inc()
+            raise
+        return row
+
+    def approval_stored(self, row: ReservedCheck, market: Market) -> None:
+        """Count an approval that is now marked used (the login logs it)."""
+        self._metrics.verifications_approved.labels(market.name, row.channel).inc()
+
+    def approval_lost(self, row: ReservedCheck, phone: Phone, market: Market) -> NoReturn:
+        """Refuse a code that another request used at the same moment."""
+        error = InvalidCode()
+        self._metrics.verifications_failed.labels(market.name, row.channel, error.outcome).inc()
+        logger.info("Verification already used: market=%s phone=%s", market.name, phone.masked)
+        raise error
+
+    def _provider_for(self, phone: Phone) -> VerifyProvider:
+        """The test-number provider for an active test number, else the configured one."""
+        if self.is_test_number(phone):
+            return self._providers.test
+        if self._providers.primary is None:
+            logger.error("Verification requested but the provider's credentials are not configured")
+            raise ProviderNotConfigured()
+        return self._providers.primary
+
+    async def _start(
+        self,
+        uow: UnitOfWork,
+        provider: VerifyProvider,
+        phone: Phone,
+        market: Market,
+        channel: str,
+        client_ip: str | None,
+    ) -> None:
+        request = StartRequest(
+            phone=phone.e164, channel=channel, locale=market.settings.language, device_ip=client_ip
+        )
+        try:
+            result = await provider.start(request)
+        except ProviderError as exc:
+            _log_provider_failure(exc, "send", phone)
+            raise
+        await VerificationRepository(uow).record_started(
+            NewVerification(
+                phone=phone.e164,
+                market=market.name,
+                channel=channel,
+                provider=provider.name,
+                provider_sid=result.sid,
+                code_hash=result.code_hash,
+                ttl=timedelta(minutes=market.settings.code_ttl_minutes),
+            )
+        )
+        logger.info(
+            "Verification sent: market=%s channel=%s phone=%s", market.name, channel, phone.masked
+        )
+
+    async def _spend_attempt(
+        self, repository: VerificationRepository, phone: Phone
+    ) -> ReservedCheck:
+        spent = await repository.spend_attempt(phone.e164, self._max_attempts)
+        if spent is NoAttempt.LOCKED:
+            raise CodeLocked()
+        if spent is NoAttempt.NO_CODE:
+            raise InvalidCode()
+        return spent
+
+    async def _check(
+        self,
+        repository: VerificationRepository,
+        row: ReservedCheck,
+        phone: Phone,
+        market: Market,
+        code: str,
+    ) -> None:
+        provider = self._provider_for(phone)
+        if row.provider != provider.name:
+            # Started by another provider (a test number since expired, a changed
+            # VERIFY_PROVIDER): this one cannot know the code.
+            await repository.finish(row.id, VerificationStatus.EXPIRED)
+            raise InvalidCode()
+        try:
+            outcome = await provider.check(
+                CheckRequest(sid=row.provider_sid, code=code, code_hash=row.code_hash)
+            )
+        except ProviderError as exc:
+            # The provider gave no verdict: the attempt is not the person's to lose.
+            await repository.refund_attempt(row.id)
+            _log_provider_failure(exc, "verify", phone)
+            raise
+        if outcome is CheckOutcome.APPROVED:
+            return
+        if outcome is CheckOutcome.MAX_ATTEMPTS:
+            await repository.finish(row.id, VerificationStatus.LOCKED)
+            logger.warning(
+                "Verification locked by provider: market=%s phone=%s", market.name, phone.masked
+            )
+            raise CodeLocked()
+        if outcome is CheckOutcome.NOT_FOUND:
+            await repository.finish(row.id, VerificationStatus.EXPIRED)
+            logger.info(
+                "Verification unknown to provider: market=%s phone=%s", market.name, phone.masked
+            )
+            raise InvalidCode()
+        if row.failed_attempts >= self._max_attempts:
+            await repository.finish(row.id, VerificationStatus.LOCKED)
+            logger.warning(
+                "Verification locked after wrong codes: market=%s phone=%s",
+                market.name,
+                phone.masked,
+            )
+        else:
+            logger.info("Wrong code: market=%s phone=%s", market.name, phone.masked)
+        raise InvalidCode()
+
+
+def _log_provider_failure(exc: ProviderError, operation: str, phone: Phone) -> None:
+    """Say in the log why the provider failed; the client sees only the error's message."""
+    code = exc.provider_code
+    if isinstance(exc, ProviderMisconfigured):
+        logger.error(
+            "Twilio is misconfigured (Twilio code %s) during %s for %s: %s",
+            code,
+            operation,
+            phone.masked,
+            exc.reason,
+        )
+    elif isinstance(exc, ProviderRejectedNumber):
+        pass  # the adapter logged the refusal; the person is told what is wrong
+    elif isinstance(exc, ProviderBlocked):
+        logger.warning(
+            "Twilio blocked %s for %s as suspected fraud (Twilio code %s)",
+            operation,
+            phone.masked,
+            code,
+        )
+    elif isinstance(exc, ProviderCircuitOpen):
+        logger.warning("Twilio circuit open: %s refused for %s", operation, phone.masked)
+    elif isinstance(exc, ProviderRateLimited):
+        logger.info(
+            "Twilio rate limit (Twilio code %s) on %s for %s", code, operation, phone.masked
+        )
+    else:
+        logger.error(
+            "Twilio failed during %s for %s (Twilio code %s): %s",
+            operation,
+            phone.masked,
+            code,
+            exc.reason,
+        )
