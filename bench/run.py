@@ -8,7 +8,10 @@ A fake Twilio Verify (nginx + echo, else tests/load/fake_twilio.py) answers afte
 worker) and the floor (bench/floor_app.py) run pinned to core 0; the fake and
 wrk run on core 1. For every endpoint and concurrency the floor is measured
 right before the service, so every figure is also given as a ratio to a floor
-measured seconds apart. See bench/README.md.
+measured seconds apart. With `--baseline REV` the service of REV, checked out
+into a temporary git worktree, is measured right before the current tree's in
+every cell, and every current figure of req/s also has its ratio to it.
+See bench/README.md.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import argparse
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import json
 import os
 import platform
@@ -36,7 +40,10 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # the app's modules: settings, models (seeding)
+# The tree whose app this process imports (settings, models for seeding): the
+# current one, or a baseline's worktree in the child that seeds its database.
+APP_ROOT = Path(os.environ.get("BENCH_APP_ROOT", ROOT)).resolve()
+sys.path.insert(0, str(APP_ROOT))
 BENCH = ROOT / "bench"
 PYTHON = sys.executable
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -124,12 +131,14 @@ def reset_peak_rss(pid: int) -> None:
 class Process:
     """A child process with its log, stopped on exit."""
 
-    def __init__(self, name: str, command: list[str], env: dict[str, str], log: Path) -> None:
+    def __init__(
+        self, name: str, command: list[str], env: dict[str, str], log: Path, cwd: Path = ROOT
+    ) -> None:
         self.name = name
         self.log = log
         with log.open("wb") as out:
             self.popen = subprocess.Popen(  # noqa: S603 - our own commands
-                command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
+                command, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT
             )
 
     @property
@@ -159,6 +168,7 @@ def wait_ready(url: str, process: Process, seconds: float = 60) -> None:
             return
         except OSError:
             time.sleep(0.2)
+    process.stop()
     sys.exit(f"{process.name} not ready in {seconds:.0f}s:\n{process.tail()}")
 
 
@@ -209,6 +219,9 @@ class Server:
     name: str
     process: Process
     url: str
+    database_url: str = ""  # seeded before its verify cells
+    root: Path = ROOT  # the tree whose app it runs
+    baseline: str = ""  # the server measured right before it for "x baseline"
 
 
 def service_cores(workers: int) -> str:
@@ -237,12 +250,43 @@ def start_floor(fake: Fake, workdir: Path, workers: int) -> Server:
 EXTRA_SETTINGS: dict[str, str] = {}  # --set KEY=VALUE
 
 
-def service_env(
-    database_url: str, fake: Fake, port: int, transport: str, workers: int
-) -> dict[str, str]:
-    from app.core.config import Settings
+def in_tree(env: dict[str, str], root: Path) -> dict[str, str]:
+    """`env` for a child importing `root`'s app (a baseline's worktree: its PYTHONPATH)."""
+    if root == ROOT:
+        return env
+    return dict(env, PYTHONPATH=str(root), BENCH_APP_ROOT=str(root))
 
-    env = {k: v for k, v in os.environ.items() if k.lower() not in Settings.model_fields}
+
+def run_child(command: list[str], root: Path, env: dict[str, str]) -> str:
+    """`command` run in `root` with its app: its output, or exit with it."""
+    done = subprocess.run(  # noqa: S603 - our own commands
+        command, cwd=root, env=in_tree(env, root), capture_output=True, text=True, check=False
+    )
+    if done.returncode:
+        output = (done.stdout + done.stderr).strip().splitlines()[-15:]
+        sys.exit(f"{' '.join(command)} failed in {root}:\n" + "\n".join(output))
+    return done.stdout
+
+
+@functools.cache
+def setting_names(root: Path) -> frozenset[str]:
+    """The service's settings (lower case) as `root`'s app names them."""
+    if root == APP_ROOT:
+        from app.core.config import Settings
+
+        return frozenset(Settings.model_fields)
+    code = (
+        "import json; from app.core.config import Settings; "
+        "print(json.dumps([*Settings.model_fields]))"
+    )
+    return frozenset(json.loads(run_child([PYTHON, "-c", code], root, dict(os.environ))))
+
+
+def service_env(
+    database_url: str, fake: Fake, port: int, transport: str, workers: int, root: Path = ROOT
+) -> dict[str, str]:
+    names = setting_names(root)
+    env = {k: v for k, v in os.environ.items() if k.lower() not in names}
     env.update(
         ENVIRONMENT="production",
         HOST="127.0.0.1",
@@ -261,19 +305,26 @@ def service_env(
         **LIMIT_SETTINGS,
     )
     env.update(EXTRA_SETTINGS)
-    return env
+    return in_tree(env, root)
 
 
 def start_service(
-    name: str, transport: str, database_url: str, fake: Fake, workdir: Path, workers: int
+    name: str,
+    transport: str,
+    database_url: str,
+    fake: Fake,
+    workdir: Path,
+    workers: int,
+    root: Path = ROOT,
 ) -> Server:
+    """`python -m app serve` of `root` (the current tree or a baseline's worktree)."""
     port = free_port()
-    env = service_env(database_url, fake, port, transport, workers)
+    env = service_env(database_url, fake, port, transport, workers, root)
     command = ["taskset", "-c", service_cores(workers), PYTHON, "-m", "app", "serve"]
-    process = Process(name, command, env, workdir / f"{name}.log")
+    process = Process(name, command, env, workdir / f"{name}.log", cwd=root)
     url = f"http://127.0.0.1:{port}"
     wait_ready(url + "/readyz", process)
-    return Server(name, process, url)
+    return Server(name, process, url, database_url, root)
 
 
 SHAPES = ("fastapi-aiohttp", "fastapi-httpx", "fastapi-httpx-db")
@@ -284,24 +335,47 @@ def start_shape(name: str, database_url: str, fake: Fake, workdir: Path, workers
     env = dict(os.environ, FAKE_TWILIO_URL=fake.url, DATABASE_URL=database_url)
     env["SHAPE_DB"] = "1" if name.endswith("-db") else "0"
     env["SHAPE_CLIENT"] = "aiohttp" if "aiohttp" in name else "httpx"
-    return start_uvicorn(name, "bench.shape_app:app", env, workdir, workers)
+    server = start_uvicorn(name, "bench.shape_app:app", env, workdir, workers)
+    server.database_url = database_url
+    return server
 
 
-def prepare_database(url: str) -> None:
-    """An empty schema at head (alembic downgrade base, upgrade head)."""
+def prepare_database(url: str, root: Path = ROOT) -> None:
+    """An empty schema at head (alembic downgrade base, upgrade head) by `root`'s alembic."""
     env = dict(os.environ, DATABASE_URL=url)
     for step in (["downgrade", "base"], ["upgrade", "head"]):
-        subprocess.run(  # noqa: S603
-            [PYTHON, "-m", "alembic", *step], cwd=ROOT, env=env, check=True, capture_output=True
-        )
+        run_child([PYTHON, "-m", "alembic", *step], root, env)
+
+
+async def _create_database(url: str, via: str) -> bool:
+    from sqlalchemy import make_url, text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    name = make_url(url).database or ""
+    engine = create_async_engine(via, isolation_level="AUTOCOMMIT")
+    try:
+        async with engine.connect() as connection:
+            query = text("SELECT 1 FROM pg_database WHERE datname = :name")
+            if await connection.scalar(query, {"name": name}):
+                return False
+            quoted = '"' + name.replace('"', '""') + '"'
+            await connection.execute(text(f"CREATE DATABASE {quoted}"))
+            return True
+    finally:
+        await engine.dispose()
+
+
+def create_database(url: str, via: str) -> bool:
+    """Create PostgreSQL database `url` unless it exists, connected through `via`."""
+    return asyncio.run(_create_database(url, via))
 
 
 async def _seed(url: str, first: int, count: int) -> None:
     from sqlalchemy import insert
     from sqlalchemy.ext.asyncio import create_async_engine
 
-    from app.models import Verification
     from app.models.base import utcnow
+    from app.models.verification import Verification
 
     now = utcnow()
     rows = [
@@ -329,9 +403,16 @@ async def _seed(url: str, first: int, count: int) -> None:
         await engine.dispose()
 
 
-def seed_verifications(url: str, first: int, count: int) -> None:
-    """A pending verification for numbers first … first+count-1, as if a send had run."""
-    asyncio.run(_seed(url, first, count))
+def seed_verifications(url: str, first: int, count: int, root: Path = ROOT) -> None:
+    """A pending verification for numbers first … first+count-1, as if a send had run.
+
+    Written with `root`'s models: a baseline's, in a child (`run.py --seed`) importing them.
+    """
+    if root == APP_ROOT:
+        asyncio.run(_seed(url, first, count))
+        return
+    command = [PYTHON, str(Path(__file__).resolve()), "--seed", url, str(first), str(count)]
+    run_child(command, root, dict(os.environ))
 
 
 @dataclass
@@ -354,6 +435,11 @@ class Cell:
     db_cpu_ms_per_req: float = 0.0
     requests: int = 0
     ratios: dict[str, float] = field(default_factory=dict)
+    rps_x_baseline: float | None = None  # req/s over the baseline's in the same cell
+
+
+def ratio(a: float, b: float) -> float:
+    return round(a / b, 2) if b else 0.0
 
 
 def run_wrk(url: str, mode: str, base: int, connections: int, seconds: float) -> dict[str, Any]:
@@ -405,9 +491,6 @@ def measure(
 
 
 def add_ratios(cell: Cell, floor: Cell) -> None:
-    def ratio(a: float, b: float) -> float:
-        return round(a / b, 2) if b else 0.0
-
     cell.ratios = {
         "rps": ratio(cell.rps, floor.rps),
         "p50": ratio(cell.p50_ms, floor.p50_ms),
@@ -417,11 +500,15 @@ def add_ratios(cell: Cell, floor: Cell) -> None:
     }
 
 
-def table(cells: list[Cell]) -> str:
+def table(cells: list[Cell], baseline: bool = False) -> str:
+    """Markdown; with `baseline`, an "x baseline" column after req/s."""
     head = (
-        "| db | endpoint | conns | server | req/s (x floor) | p50 ms (x) | p99 ms (x) | non-2xx "
+        "| db | endpoint | conns | server | req/s (x floor) "
+        + ("| x baseline " if baseline else "")
+        + "| p50 ms (x) | p99 ms (x) | non-2xx "
         "| CPU ms/req (x) | PostgreSQL CPU ms/req | peak RSS MB | new conns/req | fake CPU % |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+        + "|---" * (14 if baseline else 13)
+        + "|\n"
     )
     rows = []
     for c in cells:
@@ -431,9 +518,11 @@ def table(cells: list[Cell]) -> str:
 
         non2xx = f"{c.non2xx}" + (f" +{c.socket_errors} sock" if c.socket_errors else "")
         pg_cpu = f"{c.db_cpu_ms_per_req:.2f}" if c.db == "postgres" else "-"
+        vs_baseline = "-" if c.rps_x_baseline is None else f"{c.rps_x_baseline:.2f}x"
         rows.append(
             f"| {c.db} | {c.endpoint} | {c.connections} | {c.server} | {c.rps:.0f}{x('rps')} "
-            f"| {c.p50_ms:.0f}{x('p50')} | {c.p99_ms:.0f}{x('p99')} | {non2xx} "
+            + (f"| {vs_baseline} " if baseline else "")
+            + f"| {c.p50_ms:.0f}{x('p50')} | {c.p99_ms:.0f}{x('p99')} | {non2xx} "
             f"| {c.cpu_ms_per_req:.2f}{x('cpu')} | {pg_cpu} | {c.peak_rss_mb:.0f} "
             f"| {c.conn_per_req:.3f} "
             f"| {c.fake_cpu_pct:.0f} |"
@@ -448,6 +537,65 @@ def stopping(*processes: Process) -> Iterator[None]:
     finally:
         for process in processes:
             process.stop()
+
+
+def git(*args: str, check: bool = True) -> str:
+    """`git -C ROOT *args`: its output, or exit with its error (if `check`)."""
+    env = dict(os.environ, GIT_OPTIONAL_LOCKS="0")  # never the index lock of a commit under way
+    done = subprocess.run(  # noqa: S603
+        ["git", "-C", str(ROOT), *args],  # noqa: S607 - git from PATH
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    if check and done.returncode:
+        sys.exit(f"git {' '.join(args)} failed: {done.stderr.strip()}")
+    return done.stdout.strip() if done.returncode == 0 else ""
+
+
+def resolve_baseline(rev: str) -> str:
+    """The commit `rev` names, or exit with a one-line error."""
+    sha = git(
+        "rev-parse", "--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}", check=False
+    )
+    if not sha:
+        sys.exit(f"--baseline: {rev!r} is not a commit of {ROOT}")
+    return sha
+
+
+@contextmanager
+def worktree(sha: str, path: Path) -> Iterator[Path]:
+    """Commit `sha` checked out at `path` (a detached git worktree), removed on exit."""
+    git("worktree", "add", "--detach", str(path), sha)
+    try:
+        for needed in ("app/__main__.py", "alembic.ini"):
+            if not (path / needed).exists():
+                sys.exit(f"--baseline: {sha[:12]} has no {needed}: it cannot be run or migrated")
+        if (ROOT / ".env").exists():  # the same settings: both read it from their cwd
+            shutil.copy(ROOT / ".env", path / ".env")
+        yield path
+    finally:
+        git("worktree", "remove", "--force", str(path), check=False)
+
+
+def requirements_differ(root: Path) -> list[str]:
+    """The requirements files whose content differs between the current tree and `root`."""
+    names = {p.name for tree in (ROOT, root) for p in tree.glob("requirements*.txt")}
+    differ = []
+    for name in sorted(names):
+        ours, theirs = ROOT / name, root / name
+        if not (ours.exists() and theirs.exists()) or ours.read_bytes() != theirs.read_bytes():
+            differ.append(name)
+    return differ
+
+
+def baseline_database(postgres_url: str) -> str:
+    """The baseline's PostgreSQL database: the bench's, its name + `_baseline`."""
+    from sqlalchemy import make_url
+
+    url = make_url(postgres_url)
+    return url.set(database=f"{url.database}_baseline").render_as_string(hide_password=False)
 
 
 def machine() -> str:
@@ -518,23 +666,145 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         ),
         help="an empty database the bench may wipe (BENCH_DATABASE_URL)",
     )
+    parser.add_argument(
+        "--baseline",
+        metavar="REV",
+        help="also measure the service of git revision REV (a temporary worktree) right "
+        "before the current tree's in every cell; adds the column x baseline",
+    )
+    parser.add_argument(
+        "--baseline-postgres-url",
+        default=os.environ.get("BENCH_BASELINE_DATABASE_URL"),
+        help="the baseline's database, wiped and created if missing (BENCH_BASELINE_DATABASE_URL;"
+        " default: --postgres-url's name + _baseline)",
+    )
     parser.add_argument("--json", type=Path, help="also write the cells as JSON here")
+    parser.add_argument(
+        "--seed", nargs=3, metavar=("URL", "FIRST", "COUNT"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.seconds, args.warmup, args.connections = 3, 1, "64"
     return args
 
 
+def print_baseline(rev: str, sha: str, root: Path) -> None:
+    """What the baseline is, and whether its requirements differ from the current tree's."""
+    changed = git("status", "--porcelain", "--untracked-files=no", check=False).splitlines()
+    print(
+        f"baseline: {rev} = {git('log', '-1', '--format=%h %s', sha)}, from a git worktree "
+        "(its own app, alembic and database), measured right before the current tree "
+        f"(HEAD {git('rev-parse', '--short', 'HEAD')} + {len(changed)} changed files) in every cell"
+    )
+    differ = requirements_differ(root)
+    if differ:
+        print(
+            f"note: the baseline's {', '.join(differ)} differ from the current tree's; "
+            f"it runs in the same interpreter ({PYTHON})"
+        )
+
+
+def start_services(
+    db: str,
+    args: argparse.Namespace,
+    fake: Fake,
+    workdir: Path,
+    baseline: Path | None,
+    running: contextlib.ExitStack,
+) -> list[Server]:
+    """A db's servers besides the floor, on fresh databases, in the order they are measured.
+
+    Per transport the baseline's service (with --baseline) right before the current tree's,
+    then the shapes. Each is stopped when `running` closes.
+    """
+    sqlite = db == "sqlite"
+    url = f"sqlite+aiosqlite:///{workdir / 'bench.db'}" if sqlite else args.postgres_url
+    prepare_database(url)
+    baseline_url = ""
+    if baseline:
+        baseline_url = (
+            f"sqlite+aiosqlite:///{workdir / 'baseline.db'}"
+            if sqlite
+            else args.baseline_postgres_url or baseline_database(args.postgres_url)
+        )
+        if not sqlite and create_database(baseline_url, via=url):
+            print(f"created the baseline's database {baseline_url}")
+        prepare_database(baseline_url, baseline)
+
+    def started(server: Server) -> Server:
+        running.callback(server.process.stop)
+        return server
+
+    servers = []
+    for t in transports_of(args):
+        if baseline:
+            servers.append(
+                started(
+                    start_service(
+                        f"baseline-{t}", t, baseline_url, fake, workdir, args.workers, baseline
+                    )
+                )
+            )
+        service = started(start_service(f"service-{t}", t, url, fake, workdir, args.workers))
+        service.baseline = f"baseline-{t}" if baseline else ""
+        servers.append(service)
+    for name in shapes_of(args):
+        servers.append(started(start_shape(name, url, fake, workdir, args.workers)))
+    return servers
+
+
+def measure_cell(
+    cell: Cell, servers: list[Server], fake: Fake, args: argparse.Namespace, first: int
+) -> list[Cell]:
+    """`cell` for each of `servers` in turn (the floor first), each its own numbers
+    from measurement number `first` on; printed as they come."""
+    cells: list[Cell] = []
+    for number, server in enumerate(servers, first):
+        base = number * CELL_NUMBERS
+        if cell.endpoint == "verify" and server.database_url:
+            count = int(min(40_000, args.seconds * 2500))
+            seed_verifications(server.database_url, base, count, server.root)
+        result = measure(
+            server,
+            fake,
+            Cell(cell.db, cell.endpoint, cell.connections, server.name),
+            base,
+            args.seconds,
+            args.warmup,
+        )
+        if cells:
+            add_ratios(result, cells[0])
+        if server.baseline:
+            reference = next(c for c in cells if c.server == server.baseline)
+            result.rps_x_baseline = ratio(result.rps, reference.rps)
+        cells.append(result)
+        print(table([result], bool(args.baseline)).splitlines()[-1], flush=True)
+    return cells
+
+
+def transports_of(args: argparse.Namespace) -> list[str]:
+    return [t for t in args.transports.split(",") if t]
+
+
+def shapes_of(args: argparse.Namespace) -> list[str]:
+    return [name for name in args.shape.split(",") if name]
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    if args.seed:  # the child that seeds a baseline's database with its models
+        url, first, count = args.seed
+        seed_verifications(url, int(first), int(count), APP_ROOT)
+        return
     for tool in ("wrk", "taskset"):
         if not shutil.which(tool):
             sys.exit(f"{tool} is needed (Debian: apt-get install wrk util-linux)")
-    transports = [t for t in args.transports.split(",") if t]
-    shapes = [name for name in args.shape.split(",") if name]
-    for name in shapes:
+    for name in shapes_of(args):
         if name not in SHAPES:
             sys.exit(f"--shape: {name!r} is not one of {', '.join(SHAPES)}")
+    baseline_sha = resolve_baseline(args.baseline) if args.baseline is not None else ""
+    if baseline_sha and not transports_of(args):
+        sys.exit("--baseline: no service variant to compare (--transports is empty)")
     for pair in args.set:
         key, _, value = pair.partition("=")
         EXTRA_SETTINGS[key.strip().upper()] = value
@@ -560,63 +830,43 @@ def main(argv: list[str] | None = None) -> None:
             "settings given with --set: " + ", ".join(f"{k}={v}" for k, v in EXTRA_SETTINGS.items())
         )
     cells: list[Cell] = []
-    cell_no = 0
-    with tempfile.TemporaryDirectory(prefix="phone-auth-bench-") as tmp:
+    with (
+        tempfile.TemporaryDirectory(prefix="phone-auth-bench-") as tmp,
+        contextlib.ExitStack() as stack,
+    ):
         workdir = Path(tmp)
+        baseline = None
+        if baseline_sha:
+            baseline = stack.enter_context(worktree(baseline_sha, workdir / "baseline"))
+            print_baseline(args.baseline, baseline_sha, baseline)
         fake = Fake(fake_kind, args.latency, workdir)
         floor = start_floor(fake, workdir, args.workers)
         with stopping(fake.process, floor.process):
             for db in args.dbs.split(","):
-                url = (
-                    f"sqlite+aiosqlite:///{workdir / 'bench.db'}"
-                    if db == "sqlite"
-                    else args.postgres_url
-                )
-                prepare_database(url)
-                services = [
-                    start_service(f"service-{t}", t, url, fake, workdir, args.workers)
-                    for t in transports
-                ]
-                services += [start_shape(name, url, fake, workdir, args.workers) for name in shapes]
-                with stopping(*(s.process for s in services)):
+                with contextlib.ExitStack() as running:
+                    services = start_services(db, args, fake, workdir, baseline, running)
                     for endpoint in args.endpoints.split(","):
                         for connections in [int(c) for c in args.connections.split(",")]:
-                            cell_no += 1
-                            base = cell_no * CELL_NUMBERS
-                            floor_cell = measure(
-                                floor,
-                                fake,
+                            cells += measure_cell(
                                 Cell(db, endpoint, connections, "floor"),
-                                base,
-                                args.seconds,
-                                args.warmup,
+                                [floor, *services],
+                                fake,
+                                args,
+                                first=len(cells) + 1,
                             )
-                            cells.append(floor_cell)
-                            print(table([floor_cell]).splitlines()[-1], flush=True)
-                            for service in services:
-                                cell_no += 1
-                                base = cell_no * CELL_NUMBERS
-                                if endpoint == "verify":
-                                    count = int(min(40_000, args.seconds * 2500))
-                                    seed_verifications(url, base, count)
-                                cell = measure(
-                                    service,
-                                    fake,
-                                    Cell(db, endpoint, connections, service.name),
-                                    base,
-                                    args.seconds,
-                                    args.warmup,
-                                )
-                                add_ratios(cell, floor_cell)
-                                cells.append(cell)
-                                print(table([cell]).splitlines()[-1], flush=True)
     print()
-    print(table(cells))
+    print(table(cells, bool(baseline_sha)))
     print(
         "req/s is logins/s (send + verify) for `login`; p50/p99 are per request; CPU is "
         "the server's processes' utime+stime per request; new conns/req counts connections "
         "the fake accepted; fake CPU % is of one core (100 = saturated); PostgreSQL CPU is "
         "every postgres process's, per request."
+        + (
+            f" x baseline: a service's req/s over that of baseline-* ({args.baseline} = "
+            f"{baseline_sha[:12]}), measured right before it in the same cell."
+            if baseline_sha
+            else ""
+        )
     )
     if args.json:
         args.json.write_text(json.dumps([asdict(c) for c in cells], indent=1))

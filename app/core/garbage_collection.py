@@ -17,9 +17,9 @@ def tuned_for_serving() -> Iterator[None]:
 
     A request allocates thousands of objects, so at the default threshold the
     youngest generation is collected several times per request, and every
-    collection walks the objects of all requests in flight: 0.15-0.25 ms of CPU
-    per request, a tenth of a send (bench/README.md). At 10,000 it is about
-    0.05 ms for a few MB more memory. Freezing takes the modules and start-up
+    collection walks the objects of all requests in flight (bench/README.md
+    measures what that costs). A higher threshold collects less often for a few
+    MB more memory. Freezing takes the modules and start-up
     objects out of every later collection (what start-up left as garbage is kept
     until the block ends: a collection here would cost more than it frees).
     """

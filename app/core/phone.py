@@ -72,8 +72,9 @@ def parse_phone(raw: str, *, check_sms: bool = False) -> Phone:
     return phone
 
 
-# A login parses its number twice (send, then verify) and libphonenumber takes
-# 40-60 µs per parse; only valid numbers are kept, so refusals cannot fill it.
+# A login parses its number twice (send, then verify), and libphonenumber's parse
+# is the costliest step of validation; only valid numbers are kept, so refusals
+# cannot fill the cache.
 @functools.lru_cache(maxsize=4096)
 def _parse_valid(text: str) -> Phone:
     try:

@@ -13,7 +13,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import urlencode
 
 import httpx
@@ -23,7 +23,6 @@ from app.core.phone import mask_phone
 from app.services.verification.exceptions import (
     NumberProblem,
     ProviderBlocked,
-    ProviderError,
     ProviderMisconfigured,
     ProviderRateLimited,
     ProviderRejectedNumber,
@@ -144,7 +143,7 @@ class TwilioVerifyClient:
             if not isinstance(sid, str) or not sid:
                 raise ProviderUnavailable("start answer has no verification sid")
             return StartResult(sid=sid)
-        raise self._start_error(status, body, request.phone)
+        self._raise_start_error(status, body, request.phone)
 
     async def check(self, request: CheckRequest) -> CheckOutcome:
         """Check a code against the verification `request.sid`."""
@@ -172,7 +171,7 @@ class TwilioVerifyClient:
         if code == INVALID_PARAMETER:
             # A code of the wrong length for the Twilio service: treat as a wrong code.
             return CheckOutcome.WRONG_CODE
-        raise self._common_error(status, code, "check")
+        _raise_common_error(status, code, "check")
 
     async def _post_with_retries(
         self, url: httpx.URL, form: dict[str, str], operation: str
@@ -243,37 +242,33 @@ class TwilioVerifyClient:
         if error is not None:
             self._metrics.twilio_errors.labels(operation, error).inc()
 
-    def _start_error(self, status: int, body: dict[str, Any], phone: str) -> ProviderError:
-        code = _error_code(body)
-        if code in _START_MISCONFIGURED:
-            return ProviderMisconfigured(_describe(status, body), provider_code=code)
-        if code in _START_NUMBER_PROBLEMS:
-            logger.info("Twilio refused %s: %s", mask_phone(phone), _describe(status, body))
-            return ProviderRejectedNumber(
-                _describe(status, body), _START_NUMBER_PROBLEMS[code], provider_code=code
-            )
-        if code in _FRAUD:
-            return ProviderBlocked(_describe(status, body), provider_code=code)
-        if code == MAX_SEND_ATTEMPTS:
-            return ProviderRateLimited(
-                _describe(status, body), SEND_LIMIT_RETRY_AFTER_SECONDS, provider_code=code
-            )
-        if code == CONCURRENT_FOR_NUMBER:
-            return ProviderRateLimited(
-                _describe(status, body), CONCURRENT_RETRY_AFTER_SECONDS, provider_code=code
-            )
-        return self._common_error(status, code, "start", body)
-
     @staticmethod
-    def _common_error(
-        status: int, code: int | None, operation: str, body: dict[str, Any] | None = None
-    ) -> ProviderError:
-        reason = f"{operation}: HTTP {status}, Twilio code {code}"
-        if code in (AUTH_FAILED, CHANNEL_DISABLED, TRIAL_UNVERIFIED_TO) or status == 401:
-            return ProviderMisconfigured(reason, provider_code=code)
-        if body is not None:
-            reason = f"{operation}: {_describe(status, body)}"
-        return ProviderUnavailable(reason, provider_code=code)
+    def _raise_start_error(status: int, body: dict[str, Any], phone: str) -> NoReturn:
+        code = _error_code(body)
+        reason = _describe(status, body)
+        if code in _START_MISCONFIGURED:
+            raise ProviderMisconfigured(reason, provider_code=code)
+        if code in _START_NUMBER_PROBLEMS:
+            logger.info("Twilio refused %s: %s", mask_phone(phone), reason)
+            raise ProviderRejectedNumber(reason, _START_NUMBER_PROBLEMS[code], provider_code=code)
+        if code in _FRAUD:
+            raise ProviderBlocked(reason, provider_code=code)
+        if code == MAX_SEND_ATTEMPTS:
+            raise ProviderRateLimited(reason, SEND_LIMIT_RETRY_AFTER_SECONDS, provider_code=code)
+        if code == CONCURRENT_FOR_NUMBER:
+            raise ProviderRateLimited(reason, CONCURRENT_RETRY_AFTER_SECONDS, provider_code=code)
+        _raise_common_error(status, code, "start", body)
+
+
+def _raise_common_error(
+    status: int, code: int | None, operation: str, body: dict[str, Any] | None = None
+) -> NoReturn:
+    reason = f"{operation}: HTTP {status}, Twilio code {code}"
+    if code in (AUTH_FAILED, CHANNEL_DISABLED, TRIAL_UNVERIFIED_TO) or status == 401:
+        raise ProviderMisconfigured(reason, provider_code=code)
+    if body is not None:
+        reason = f"{operation}: {_describe(status, body)}"
+    raise ProviderUnavailable(reason, provider_code=code)
 
 
 def _error_code(body: dict[str, Any]) -> int | None:
