@@ -146,7 +146,7 @@ def kill_at_statement(engine: AsyncEngine, dsn: str, starts_with: str) -> Iterat
 
 
 def app_engine(app: FastAPI) -> AsyncEngine:
-    engine: AsyncEngine = app.state.resources.engine
+    engine: AsyncEngine = app.state.database.engine
     return engine
 
 
