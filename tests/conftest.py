@@ -1,7 +1,9 @@
-"""Shared fixtures: a migrated database, apps built from `Settings`, Twilio mocked with respx.
+"""Shared fixtures: a migrated database, apps built from `Settings`, Twilio mocked with
+respx, clocks the tests move, Redis, and the app's log records.
 
 With `TEST_DATABASE_URL` set the database tests run on that server (CI sets
-PostgreSQL); without it they run on a SQLite file made for the run.
+PostgreSQL); without it they run on a SQLite file made for the run. With
+`TEST_REDIS_URL` set the Redis tests run on that server; without it they skip.
 """
 
 from __future__ import annotations
@@ -9,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
@@ -16,6 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
+import redis.asyncio as redis
 import respx
 from alembic.config import Config
 from fastapi import FastAPI
@@ -24,9 +29,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from alembic import command
 from app.core.config import Settings
-from app.main import create_app
+from app.main import Clocks, create_app
 from app.models.metadata import metadata
-from tests.twilio_fixtures import ACCOUNT_SID, AUTH_TOKEN, SERVICE_SID, TWILIO_BASE_URL
+from tests.helpers import Records
+from tests.twilio_fixtures import (
+    ACCOUNT_SID,
+    AUTH_TOKEN,
+    SERVICE_SID,
+    TWILIO_BASE_URL,
+    mock_approving,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 JWT_SECRET = "test-secret-key-that-is-long-enough-0123456789"
@@ -104,7 +116,7 @@ def make_settings(migrated: str) -> SettingsFactory:
             "twilio_verify_service_sid": SERVICE_SID,
             "twilio_verify_base_url": TWILIO_BASE_URL,
             # respx mocks httpx's own transport; production's aiohttp transport
-            # has its own tests in tests/services/test_http_client.py.
+            # has its own tests in tests/verification/test_http_client.py.
             "twilio_http_transport": "httpx",
             "jwt_secret_key": JWT_SECRET,
             "log_level": "INFO",
@@ -128,20 +140,40 @@ ClientFactory = Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]
 
 
 @pytest.fixture
+def app_logs() -> Iterator[Records]:
+    """Log records of the app (`app.*` loggers), from apps built by `client_for`."""
+    handler = Records()
+    try:
+        yield handler
+    finally:
+        logging.getLogger("app").removeHandler(handler)
+
+
+@pytest.fixture
 def client_for(
-    make_settings: SettingsFactory, db_engine: AsyncEngine, caplog: pytest.LogCaptureFixture
+    make_settings: SettingsFactory,
+    db_engine: AsyncEngine,
+    caplog: pytest.LogCaptureFixture,
+    app_logs: Records,
 ) -> ClientFactory:
-    """`async with client_for(**settings_overrides) as client:` — an app with its own settings.
+    """`async with client_for(clocks=..., **settings_overrides) as client:` — an app with
+    its own settings, and the clocks it reads when given (`Clocks` of fake clocks).
 
     `create_app` reconfigures logging, which replaces the root logger's handlers
-    (pytest's `caplog` among them), so the capture handler is put back after it.
+    (pytest's `caplog` among them) and drops those of the `app` loggers, so the
+    capture handler and `app_logs` are put back after it.
     """
 
-    def factory(**overrides: Any) -> AbstractAsyncContextManager[httpx.AsyncClient]:
-        app = create_app(make_settings(**overrides))
+    def factory(
+        clocks: Clocks | None = None, **overrides: Any
+    ) -> AbstractAsyncContextManager[httpx.AsyncClient]:
+        app = create_app(make_settings(**overrides), clocks=clocks)
         root = logging.getLogger()
         if caplog.handler not in root.handlers:
             root.addHandler(caplog.handler)
+        app_logger = logging.getLogger("app")
+        if app_logs not in app_logger.handlers:
+            app_logger.addHandler(app_logs)
         return running(app)
 
     return factory
@@ -159,3 +191,76 @@ def twilio() -> Iterator[respx.MockRouter]:
     """Twilio's API, mocked at the HTTP boundary; any unmocked call fails the test."""
     with respx.mock(base_url=TWILIO_BASE_URL, assert_all_called=False) as router:
         yield router
+
+
+@pytest.fixture
+def twilio_approves(twilio: respx.MockRouter) -> respx.MockRouter:
+    """Twilio starts a verification for any number and approves any code."""
+    mock_approving(twilio)
+    return twilio
+
+
+# ---------------------------------------------------------------- time
+
+
+class FakeClock:
+    """A clock that stands still until the test moves it: `clock()` reads it,
+    `clock.advance(seconds)` moves it. Pass it as `Clocks(wall=...)` or
+    `Clocks(monotonic=...)`, or as the `clock` of a limiter or breaker."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        """Move the clock forward."""
+        assert seconds >= 0, "time does not go back"
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """A fake clock that starts at the real epoch time now (so that it can stand for the
+    wall clock next to Redis, whose keys expire in real seconds) and stands still."""
+    return FakeClock(time.time())
+
+
+# ---------------------------------------------------------------- Redis
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """`TEST_REDIS_URL` (CI sets it); the test is skipped without it."""
+    url = os.environ.get("TEST_REDIS_URL")
+    if not url:
+        pytest.skip("TEST_REDIS_URL is not set: Redis rate-limit tests need a Redis server")
+    return url
+
+
+@pytest.fixture
+async def key_prefix(redis_url: str) -> AsyncIterator[str]:
+    """A Redis key prefix of this test alone; its keys are deleted afterwards."""
+    prefix = f"phone-auth-test-{uuid.uuid4().hex}"
+    yield prefix
+    client = redis.from_url(redis_url)
+    try:
+        keys = [key async for key in client.scan_iter(match=f"*{prefix}*")]
+        if keys:
+            await client.delete(*keys)
+    finally:
+        await client.aclose()
+
+
+# ---------------------------------------------------------------- settings from the environment
+
+
+@pytest.fixture
+def clean_settings_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unset every environment variable that names a setting, so that only the test's
+    values count (for tests that build `Settings` themselves)."""
+    names = {name.upper() for name in Settings.model_fields}
+    for key in list(os.environ):
+        if key.upper() in names:
+            monkeypatch.delenv(key, raising=False)

@@ -94,3 +94,23 @@ def mock_check(twilio: respx.MockRouter, status: str = "approved") -> respx.Rout
         return checked(status, "+10000000000", sid=form(request)["VerificationSid"])
 
     return twilio.post(CHECK_PATH).mock(side_effect=answer)
+
+
+def mock_approving(twilio: respx.MockRouter) -> tuple[respx.Route, respx.Route]:
+    """Twilio's start and check endpoints: a verification for any number, whose check
+    approves any code and names the number it was started for."""
+    numbers: dict[str, str] = {}
+
+    def start(request: httpx.Request) -> httpx.Response:
+        to = form(request)["To"]
+        sid = new_sid()
+        numbers[sid] = to
+        return started(to, sid=sid)
+
+    def check(request: httpx.Request) -> httpx.Response:
+        sid = form(request)["VerificationSid"]
+        return checked("approved", numbers[sid], sid=sid)
+
+    start_route = twilio.post(START_PATH).mock(side_effect=start)
+    check_route = twilio.post(CHECK_PATH).mock(side_effect=check)
+    return start_route, check_route

@@ -24,27 +24,16 @@ from typing import Any
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.conftest import ROOT
+from tests.helpers import free_port
+from tests.npm import npm_install
+
 SPEC = Path(__file__).resolve().parent / "twilio_verify_v2.yaml"
 PRISM_PACKAGE = "@stoplight/prism-cli@5"
-INSTALL_TIMEOUT_SECONDS = 600
 START_TIMEOUT_SECONDS = 60
 
 START = "/v2/Services/{ServiceSid}/Verifications"
 CHECK = "/v2/Services/{ServiceSid}/VerificationCheck"
-
-_UNREACHABLE = (
-    "ENOTFOUND",
-    "EAI_AGAIN",
-    "ECONNREFUSED",
-    "ECONNRESET",
-    "ETIMEDOUT",
-    "ENETUNREACH",
-    "EHOSTUNREACH",
-    "network",
-    "proxy",
-    "certificate",
-)
 
 
 def prism_dir() -> Path:
@@ -56,59 +45,16 @@ def prism_entry(directory: Path) -> Path:
     return directory / "node_modules" / "@stoplight" / "prism-cli" / "dist" / "index.js"
 
 
-def install_command(directory: Path) -> list[str]:
-    """The npm command the setup runs (printed in the skip and failure messages)."""
-    npm = shutil.which("npm") or "npm"
-    return [
-        npm,
-        "install",
-        "--prefix",
-        str(directory),
-        "--no-audit",
-        "--no-fund",
-        "--loglevel=error",
-        PRISM_PACKAGE,
-    ]
-
-
 @pytest.fixture(scope="session")
 def prism_cli() -> Path:
     """The Prism CLI script, installed on first use; skips when that is impossible."""
-    node = shutil.which("node")
-    npm = shutil.which("npm")
-    if node is None or npm is None:
-        pytest.skip("Node.js and npm are needed to run Stoplight Prism (not found on PATH)")
-    directory = prism_dir()
-    entry = prism_entry(directory)
-    if entry.is_file():
-        return entry
-    directory.mkdir(parents=True, exist_ok=True)
-    command = install_command(directory)
-    try:
-        done = subprocess.run(  # noqa: S603
-            command,
-            capture_output=True,
-            text=True,
-            timeout=INSTALL_TIMEOUT_SECONDS,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        pytest.skip(f"npm did not finish installing Prism in {INSTALL_TIMEOUT_SECONDS}s: {command}")
-    output = f"{done.stdout}\n{done.stderr}"
-    if done.returncode != 0 or not entry.is_file():
-        if any(marker.lower() in output.lower() for marker in _UNREACHABLE):
-            pytest.skip(
-                f"npm registry unreachable, cannot install {PRISM_PACKAGE}: {output[-500:]}"
-            )
-        pytest.fail(f"{' '.join(command)} failed ({done.returncode}):\n{output[-2000:]}")
-    return entry
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    directory = npm_install(
+        prism_dir(),
+        [PRISM_PACKAGE],
+        [prism_entry(prism_dir())],
+        needed_for="to run Stoplight Prism",
+    )
+    return prism_entry(directory)
 
 
 @dataclass

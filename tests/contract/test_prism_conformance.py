@@ -31,7 +31,8 @@ from app.services.verification.providers.base import (
     StartRequest,
 )
 from app.services.verification.providers.twilio import TwilioCredentials, TwilioVerifyClient
-from tests.contract.conftest import WRONG_CODE_EXAMPLE, Prism, free_port
+from tests.contract.conftest import WRONG_CODE_EXAMPLE, Prism
+from tests.helpers import KG_PHONE, free_port
 
 pytestmark = pytest.mark.node
 
@@ -40,7 +41,6 @@ AUTH_TOKEN = secrets.token_hex(16)
 SERVICE_SID = "VA" + secrets.token_hex(16)
 VERIFICATION_SID = "VE" + secrets.token_hex(16)
 EXAMPLE_SID = "VEaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"  # the sid in the spec's examples
-KG_PHONE = "+996555123456"
 
 
 class Exchanges:

@@ -18,7 +18,6 @@ import re
 import secrets
 import shlex
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Coroutine, Iterator
@@ -31,6 +30,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from tests.conftest import JWT_SECRET, ROOT
+from tests.helpers import free_port
 
 pytestmark = pytest.mark.container
 
@@ -79,13 +79,6 @@ def _admin(database_url: str, statement: str) -> None:
             await connection.close()
 
     _in_thread(run)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @pytest.fixture(scope="module")
@@ -214,7 +207,7 @@ def test_migrate_serve_login_and_stop(
     # The retention CronJob's command works on the migrated schema.
     podman("run", "--rm", *run_args, image, "purge-verifications")
 
-    port = _free_port()
+    port = free_port()
     podman(
         "run",
         "--detach",

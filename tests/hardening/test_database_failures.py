@@ -27,20 +27,9 @@ from app.main import create_app
 from app.services.login.exceptions import MSG_LOGIN_NOT_STORED
 from app.services.sessions.tokens import TokenService
 from tests.conftest import SettingsFactory, running
-from tests.hardening.helpers import (
-    KG_PHONE,
-    ME,
-    NO_LIMITS,
-    REFRESH,
-    SEND,
-    VERIFY,
-    bearer,
-    mock_check,
-    mock_start,
-)
-from tests.twilio_fixtures import CHECK_PATH, checked, form, twilio_error
+from tests.helpers import CODE, KG_PHONE, ME, NO_LIMITS, REFRESH, SEND, VERIFY, bearer
+from tests.twilio_fixtures import CHECK_PATH, checked, form, mock_check, mock_start, twilio_error
 
-CODE = "480913"
 UNREACHABLE_URLS = {
     "postgresql-closed-port": "postgresql+asyncpg://postgres@127.0.0.1:1/x",
     "sqlite-missing-directory": "sqlite+aiosqlite:////nonexistent-phone-auth-dir/x.db",

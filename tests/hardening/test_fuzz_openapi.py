@@ -34,7 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.core.config import Settings
 from app.main import create_app
 from tests.conftest import JWT_SECRET, SettingsFactory
-from tests.hardening.helpers import ME, SEND, VERIFY
+from tests.helpers import ME, SEND, VERIFY
 
 BASE_URL = "http://testserver"
 CHECKS: list[CheckFunction] = [

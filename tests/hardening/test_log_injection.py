@@ -10,7 +10,8 @@ import respx
 
 from app.core.logging import ConsoleFormatter, ContextFilter, JsonFormatter
 from tests.conftest import ClientFactory
-from tests.hardening.helpers import SEND, VERIFY, mock_check, mock_start
+from tests.helpers import SEND, VERIFY
+from tests.twilio_fixtures import mock_check, mock_start
 
 FORGED = "INFO app.services.login.service: Login: user=1 market=KG new=False phone=+996*****0000"
 PAYLOADS = [

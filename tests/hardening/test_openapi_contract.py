@@ -13,7 +13,6 @@ from __future__ import annotations
 import difflib
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -23,23 +22,11 @@ import pytest
 from app.core.config import Settings
 from app.main import create_app
 from tests.conftest import JWT_SECRET, ROOT
+from tests.npm import npm_install
 
 CONTRACT = ROOT / "openapi.json"
 REGENERATE = "run scripts/export-openapi and commit openapi.json with the API change"
 PACKAGES = ["openapi-typescript@7.13.0", "typescript@5.9.3"]
-INSTALL_TIMEOUT_SECONDS = 600
-UNREACHABLE = (
-    "ENOTFOUND",
-    "EAI_AGAIN",
-    "ECONNREFUSED",
-    "ECONNRESET",
-    "ETIMEDOUT",
-    "ENETUNREACH",
-    "EHOSTUNREACH",
-    "network",
-    "proxy",
-    "certificate",
-)
 
 
 def render(document: dict[str, Any]) -> str:
@@ -179,35 +166,13 @@ def _bin(directory: Path, name: str) -> Path:
 @pytest.fixture(scope="session")
 def ts_tools() -> Path:
     """The npm prefix with openapi-typescript and tsc, installed on first use."""
-    npm = shutil.which("npm")
-    if shutil.which("node") is None or npm is None:
-        pytest.skip("Node.js and npm are needed for the TypeScript client test (not on PATH)")
     directory = _cache_dir()
-    if _bin(directory, "openapi-typescript").exists() and _bin(directory, "tsc").exists():
-        return directory
-    directory.mkdir(parents=True, exist_ok=True)
-    command = [
-        npm,
-        "install",
-        "--prefix",
-        str(directory),
-        "--no-audit",
-        "--no-fund",
-        "--loglevel=error",
-        *PACKAGES,
-    ]
-    try:
-        done = subprocess.run(  # noqa: S603
-            command, capture_output=True, text=True, timeout=INSTALL_TIMEOUT_SECONDS, check=False
-        )
-    except subprocess.TimeoutExpired:
-        pytest.skip(f"npm did not install {PACKAGES} in {INSTALL_TIMEOUT_SECONDS}s")
-    output = f"{done.stdout}\n{done.stderr}"
-    if done.returncode != 0 or not _bin(directory, "tsc").exists():
-        if any(marker.lower() in output.lower() for marker in UNREACHABLE):
-            pytest.skip(f"npm registry unreachable, cannot install {PACKAGES}: {output[-500:]}")
-        pytest.fail(f"{' '.join(command)} failed ({done.returncode}):\n{output[-2000:]}")
-    return directory
+    return npm_install(
+        directory,
+        PACKAGES,
+        [_bin(directory, "openapi-typescript"), _bin(directory, "tsc")],
+        needed_for="for the TypeScript client test",
+    )
 
 
 def _run(command: list[str], cwd: Path) -> None:

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from app.core.phone import PhoneError, parse_phone
 from tests.conftest import ClientFactory
-from tests.hardening.helpers import SEND, VERIFY
+from tests.helpers import SEND, VERIFY
 
 # Digits that are not ASCII: Arabic-Indic and fullwidth (str.isdigit() is true for them).
 OTHER_DIGITS = "".join(chr(0x660 + i) + chr(0xFF10 + i) for i in range(10))

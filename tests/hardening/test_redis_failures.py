@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import os
 import shutil
 import socket
 import subprocess
@@ -15,19 +13,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-import redis.asyncio as redis
 import respx
 
-from app.services.limits import windows as rate_limits
-from tests.conftest import ClientFactory
-from tests.hardening.helpers import SEND, mock_start
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+from app.main import Clocks
+from app.services.limits.windows import REDIS_RETRY_SECONDS
+from tests.conftest import ClientFactory, FakeClock
+from tests.helpers import SEND, free_port
+from tests.twilio_fixtures import mock_start
 
 
 def _answers(port: int) -> bool:
@@ -123,16 +115,19 @@ async def test_redis_lost_and_back(
     client_for: ClientFactory,
     twilio: respx.MockRouter,
     throwaway_redis: ThrowawayRedis,
-    monkeypatch: pytest.MonkeyPatch,
+    clock: FakeClock,
 ) -> None:
-    monkeypatch.setattr(rate_limits, "REDIS_RETRY_SECONDS", 0.5)
     mock_start(twilio)
     shared = {
         "rate_limit_storage_url": throwaway_redis.url,
         "rate_limit_key_prefix": f"hardening-{uuid.uuid4().hex}",
     }
+    clocks = Clocks(wall=clock)
     # Two replicas sharing one Redis.
-    async with client_for(**shared) as first, client_for(**shared) as second:
+    async with (
+        client_for(clocks=clocks, **shared) as first,
+        client_for(clocks=clocks, **shared) as second,
+    ):
         assert (await first.get("/readyz")).status_code == 200
         assert await _send(first, "+12025550143") == 200
         assert await _send(second, "+12025550143") == 429, "limits are shared through Redis"
@@ -144,31 +139,22 @@ async def test_redis_lost_and_back(
         assert await _send(second, "+12025550145") == 429
 
         throwaway_redis.start()
-        await asyncio.sleep(0.6)
+        # Within the retry interval each replica keeps to its own limits, Redis or not.
+        clock.advance(REDIS_RETRY_SECONDS - 1)
         assert await _send(first, "+12025550146") == 200
-        assert await _send(second, "+12025550146") == 429, "shared again once Redis is back"
+        assert await _send(second, "+12025550146") == 200, "in process until the retry"
+
+        clock.advance(1.5)
+        assert await _send(first, "+12025550147") == 200
+        assert await _send(second, "+12025550147") == 429, "shared again once Redis is back"
         assert (await second.get("/readyz")).status_code == 200
 
 
 async def test_test_redis_url_shared_between_replicas(
-    client_for: ClientFactory, twilio: respx.MockRouter
+    client_for: ClientFactory, twilio: respx.MockRouter, redis_url: str, key_prefix: str
 ) -> None:
-    url = os.environ.get("TEST_REDIS_URL")
-    if not url:
-        pytest.skip("TEST_REDIS_URL is not set: the shared-limits test needs a Redis server")
     mock_start(twilio)
-    shared = {"rate_limit_storage_url": url, "rate_limit_key_prefix": uuid.uuid4().hex}
-    try:
-        async with client_for(**shared) as first, client_for(**shared) as second:
-            assert await _send(first, "+12025550147") == 200
-            assert await _send(second, "+12025550147") == 429
-    finally:
-        client = redis.from_url(url)
-        try:
-            keys = [
-                key async for key in client.scan_iter(match=f"*{shared['rate_limit_key_prefix']}*")
-            ]
-            if keys:
-                await client.delete(*keys)
-        finally:
-            await client.aclose()
+    shared = {"rate_limit_storage_url": redis_url, "rate_limit_key_prefix": key_prefix}
+    async with client_for(**shared) as first, client_for(**shared) as second:
+        assert await _send(first, "+12025550147") == 200
+        assert await _send(second, "+12025550147") == 429

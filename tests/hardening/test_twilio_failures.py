@@ -12,26 +12,30 @@ import pytest
 import respx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.conftest import ClientFactory
-from tests.hardening.helpers import (
-    SEND,
-    VERIFY,
-    bearer,
+from app.main import Clocks
+from tests.conftest import ClientFactory, FakeClock
+from tests.helpers import ME, PROVIDER_FAILED, SEND, UNAVAILABLE, VERIFY, bearer, verifications
+from tests.twilio_fixtures import (
+    CHECK_PATH,
+    START_PATH,
+    form,
     mock_check,
     mock_start,
     new_sid,
+    started,
 )
-from tests.twilio_fixtures import CHECK_PATH, START_PATH, form, started
 
 DEADLINE = 0.5
 # A deadline's worth of slack for scheduling on a busy CI machine.
 MARGIN = 1.0
+# The circuit's reset time, on the fake monotonic clock the circuit tests move.
+RESET = 30
+FAILURES = 5  # TWILIO_CIRCUIT_FAILURES, default 5
 FAST: dict[str, Any] = {
     "twilio_deadline_seconds": DEADLINE,
-    "twilio_circuit_reset_seconds": 0.5,
+    "twilio_circuit_reset_seconds": RESET,
     "rate_limit_enabled": False,
 }
-PROVIDER_FAILED = "Could not reach the SMS provider. Please try again later."
 
 
 async def _slow_answer(request: httpx.Request) -> httpx.Response:
@@ -46,7 +50,7 @@ def _raises(error: type[Exception]) -> Callable[[httpx.Request], httpx.Response]
     return side_effect
 
 
-FAILURES: dict[str, Any] = {
+TWILIO_FAILURES: dict[str, Any] = {
     "500-json": httpx.Response(500, json={"code": 20500, "message": "Internal", "status": 500}),
     "503-empty": httpx.Response(503),
     "502-html": httpx.Response(
@@ -75,11 +79,11 @@ def _mock(route: respx.Route, failure: Any) -> None:
         route.mock(side_effect=failure)
 
 
-@pytest.mark.parametrize("failure", list(FAILURES), ids=list(FAILURES))
+@pytest.mark.parametrize("failure", list(TWILIO_FAILURES), ids=list(TWILIO_FAILURES))
 async def test_send_failures_are_502_within_the_deadline(
     client_for: ClientFactory, twilio: respx.MockRouter, failure: str
 ) -> None:
-    _mock(twilio.post(START_PATH), FAILURES[failure])
+    _mock(twilio.post(START_PATH), TWILIO_FAILURES[failure])
     async with client_for(**FAST) as client:
         started_at = time.perf_counter()
         answer = await client.post(SEND, json={"phone": "+996555123456"})
@@ -89,12 +93,12 @@ async def test_send_failures_are_502_within_the_deadline(
     assert elapsed < DEADLINE + MARGIN, elapsed
 
 
-@pytest.mark.parametrize("failure", list(FAILURES), ids=list(FAILURES))
+@pytest.mark.parametrize("failure", list(TWILIO_FAILURES), ids=list(TWILIO_FAILURES))
 async def test_verify_failures_are_502_within_the_deadline(
     client_for: ClientFactory, twilio: respx.MockRouter, failure: str
 ) -> None:
     mock_start(twilio)
-    check = FAILURES[failure]
+    check = TWILIO_FAILURES[failure]
     if failure == "slow-body":
 
         async def check(request: httpx.Request) -> httpx.Response:  # type: ignore[misc]
@@ -124,88 +128,129 @@ def _circuit_gauge(metrics: str) -> float:
     raise AssertionError("phone_auth_twilio_circuit_open is not in /metrics")
 
 
+def _open(answer: httpx.Response, retry_after: int, *, send: bool = True) -> None:
+    """The open circuit's answer: 503, Retry-After, the contract's body."""
+    assert answer.status_code == 503, answer.text
+    assert answer.headers["Retry-After"] == str(retry_after)
+    body = {"detail": UNAVAILABLE}
+    assert answer.json() == ({"success": False, **body} if send else body)
+
+
 async def test_circuit_opens_fails_fast_then_one_probe_closes_it(
-    client_for: ClientFactory, twilio: respx.MockRouter
+    client_for: ClientFactory, twilio: respx.MockRouter, clock: FakeClock, db_engine: AsyncEngine
 ) -> None:
-    start = twilio.post(START_PATH)
-    start.mock(return_value=httpx.Response(500, json={"code": 20500, "status": 500}))
+    start = mock_start(twilio)
+    check = mock_check(twilio)
     phones = iter(f"+1202555{n:04d}" for n in range(143, 200))
-    async with client_for(**FAST) as client:
-        for _ in range(5):  # TWILIO_CIRCUIT_FAILURES, default 5
+    pending = next(phones)
+    async with client_for(clocks=Clocks(monotonic=clock), **FAST) as client:
+        # A code on its way before Twilio fails: its check meets the open circuit later.
+        assert (await client.post(SEND, json={"phone": pending})).status_code == 200
+        start.mock(return_value=httpx.Response(500, json={"code": 20500, "status": 500}))
+        for n in range(1, FAILURES + 1):
             answer = await client.post(SEND, json={"phone": next(phones)})
             assert answer.status_code == 502, answer.text
-        assert start.call_count == 5
+            assert answer.json() == {"success": False, "detail": PROVIDER_FAILED}
+            assert start.call_count == 1 + n, "a closed circuit calls Twilio"
         assert _circuit_gauge((await client.get("/metrics")).text) == 1
 
         started_at = time.perf_counter()
         fast = await client.post(SEND, json={"phone": next(phones)})
         assert time.perf_counter() - started_at < 0.3
-        assert fast.status_code == 503, fast.text
-        assert fast.json()["success"] is False
-        assert "detail" in fast.json()
-        assert int(fast.headers["Retry-After"]) >= 1
-        assert start.call_count == 5, "an open circuit must not call Twilio"
+        _open(fast, RESET)
+        clock.advance(RESET - 10)
+        _open(await client.post(SEND, json={"phone": next(phones)}), 10)
+        assert start.call_count == 1 + FAILURES, "an open circuit must not call Twilio"
 
         # Twilio trouble must not pull the pod out of the Service.
         ready = await client.get("/readyz")
         assert ready.status_code == 200, ready.text
 
-        # Verify-code fails fast too, with Retry-After and no Twilio call.
-        check = mock_check(twilio)
-        verify = await client.post(VERIFY, json={"phone": "+12025550143", "code": "123456"})
-        assert verify.status_code in {400, 503}, verify.text
+        # Verify-code fails fast too, with Retry-After and no Twilio call; the attempt
+        # is not the person's to lose.
+        body = {"phone": pending, "verification_code": "123456"}
+        _open(await client.post(VERIFY, json=body), 10, send=False)
+        assert check.call_count == 0
+        [row] = await verifications(db_engine)
+        assert (row.phone, row.status, row.failed_attempts) == (pending, "pending", 0)
 
-        await asyncio.sleep(0.6)
+        clock.advance(10)  # the reset time: one probe goes through, and succeeds
         mock_start(twilio)
-        probe = await client.post(SEND, json={"phone": "+12025550143"})
+        probe = await client.post(SEND, json={"phone": next(phones)})
         assert probe.status_code == 200, probe.text
+        assert start.call_count == 2 + FAILURES
         assert _circuit_gauge((await client.get("/metrics")).text) == 0
         for _ in range(3):
             assert (await client.post(SEND, json={"phone": next(phones)})).status_code == 200
-        assert check.call_count == 0
+        assert start.call_count == 5 + FAILURES
+        verified = await client.post(VERIFY, json=body)
+        assert verified.status_code == 200, verified.text
+        assert check.call_count == 1
+
+
+async def test_the_circuit_stays_closed_below_the_threshold(
+    client_for: ClientFactory, twilio: respx.MockRouter, clock: FakeClock
+) -> None:
+    start = twilio.post(START_PATH)
+    start.mock(return_value=httpx.Response(500, json={"code": 20500, "status": 500}))
+    async with client_for(clocks=Clocks(monotonic=clock), **FAST) as client:
+        for n in range(FAILURES - 1):
+            answer = await client.post(SEND, json={"phone": f"+120255501{n:02d}"})
+            assert answer.status_code == 502, answer.text
+        # A success in between starts the count again.
+        mock_start(twilio)
+        assert (await client.post(SEND, json={"phone": "+12025550150"})).status_code == 200
+        start.mock(return_value=httpx.Response(500, json={"code": 20500, "status": 500}))
+        for n in range(FAILURES - 1):
+            answer = await client.post(SEND, json={"phone": f"+120255502{n:02d}"})
+            assert answer.status_code == 502, answer.text
+        assert start.call_count == 2 * (FAILURES - 1) + 1
+        assert _circuit_gauge((await client.get("/metrics")).text) == 0
 
 
 async def test_failed_probe_opens_the_circuit_again(
-    client_for: ClientFactory, twilio: respx.MockRouter
+    client_for: ClientFactory, twilio: respx.MockRouter, clock: FakeClock
 ) -> None:
     start = twilio.post(START_PATH)
     start.mock(side_effect=_raises(httpx.ReadTimeout))
-    async with client_for(**FAST) as client:
-        for n in range(5):
+    async with client_for(clocks=Clocks(monotonic=clock), **FAST) as client:
+        for n in range(FAILURES):
             assert (
                 await client.post(SEND, json={"phone": f"+120255501{n:02d}"})
             ).status_code == 502
-        await asyncio.sleep(0.6)
+        clock.advance(RESET)
         probe = await client.post(SEND, json={"phone": "+12025550150"})
         assert probe.status_code == 502
-        assert start.call_count == 6
-        again = await client.post(SEND, json={"phone": "+12025550151"})
-        assert again.status_code == 503
-        assert "Retry-After" in again.headers
-        assert start.call_count == 6
+        assert start.call_count == FAILURES + 1
+        # Opened again at the probe's failure, for a whole reset time.
+        _open(await client.post(SEND, json={"phone": "+12025550151"}), RESET)
+        assert start.call_count == FAILURES + 1
 
 
 async def test_half_open_lets_one_probe_through(
-    client_for: ClientFactory, twilio: respx.MockRouter
+    client_for: ClientFactory, twilio: respx.MockRouter, clock: FakeClock
 ) -> None:
     start = twilio.post(START_PATH)
     start.mock(return_value=httpx.Response(503))
-    async with client_for(**FAST) as client:
-        for n in range(5):
+    async with client_for(clocks=Clocks(monotonic=clock), **FAST) as client:
+        for n in range(FAILURES):
             await client.post(SEND, json={"phone": f"+120255501{n:02d}"})
-        await asyncio.sleep(0.6)
+        clock.advance(RESET)
 
         async def slow_success(request: httpx.Request) -> httpx.Response:
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(0.2)  # Twilio's latency, so that the requests overlap
             return started(form(request)["To"], sid=new_sid())
 
         start.mock(side_effect=slow_success)
         answers = await asyncio.gather(
             *(client.post(SEND, json={"phone": f"+120255502{n:02d}"}) for n in range(4))
         )
-    statuses = sorted(answer.status_code for answer in answers)
-    assert statuses == [200, 503, 503, 503], [a.text for a in answers]
-    assert start.call_count == 6
+    [probe] = [answer for answer in answers if answer.status_code == 200]
+    refused = [answer for answer in answers if answer is not probe]
+    assert len(refused) == 3, [a.text for a in answers]
+    for answer in refused:
+        _open(answer, 1)  # while the probe is out
+    assert start.call_count == FAILURES + 1
 
 
 async def test_readyz_stays_200_while_twilio_fails(
@@ -220,19 +265,21 @@ async def test_readyz_stays_200_while_twilio_fails(
 
 
 async def test_twilio_outage_during_verify_does_not_lock_the_code(
-    client_for: ClientFactory, twilio: respx.MockRouter, db_engine: AsyncEngine
+    client_for: ClientFactory, twilio: respx.MockRouter, db_engine: AsyncEngine, clock: FakeClock
 ) -> None:
     mock_start(twilio)
     check = twilio.post(CHECK_PATH)
     check.mock(return_value=httpx.Response(503))
     body = {"phone": "+996555123456", "verification_code": "123456"}
-    async with client_for(**FAST) as client:
+    async with client_for(clocks=Clocks(monotonic=clock), **FAST) as client:
         assert (await client.post(SEND, json={"phone": body["phone"]})).status_code == 200
-        for _ in range(6):
-            assert (await client.post(VERIFY, json=body)).status_code in {502, 503}
-        await asyncio.sleep(0.6)
+        answers = [await client.post(VERIFY, json=body) for _ in range(FAILURES + 1)]
+        assert [a.status_code for a in answers] == [502] * FAILURES + [503]
+        _open(answers[-1], RESET, send=False)
+        assert check.call_count == FAILURES
+        clock.advance(RESET)
         mock_check(twilio)
         verified = await client.post(VERIFY, json=body)
         assert verified.status_code == 200, verified.text
-        me = await client.get("/api/v1/users/me", headers=bearer(verified.json()["access_token"]))
+        me = await client.get(ME, headers=bearer(verified.json()["access_token"]))
         assert me.status_code == 200

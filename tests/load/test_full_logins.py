@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import socket
 import ssl
 import subprocess
 import sys
@@ -34,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.core.config import Settings
 from tests.conftest import JWT_SECRET
+from tests.helpers import free_port
 from tests.twilio_fixtures import ACCOUNT_SID, AUTH_TOKEN, SERVICE_SID
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -69,12 +69,6 @@ def phone_numbers(count: int) -> list[str]:
         else:
             numbers.append(f"+1212{2000000 + i:07d}")
     return numbers
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _stop(process: subprocess.Popen[bytes], timeout: float = 10) -> None:
@@ -156,7 +150,7 @@ def server_environment(
 @pytest.fixture
 async def server(fake_twilio: str, migrated: str, tmp_path: Path) -> AsyncIterator[Server]:
     """`python -m app serve` against the migrated test database, ready to serve."""
-    port = _free_port()
+    port = free_port()
     prefix = f"phone-auth-load-{uuid.uuid4().hex[:12]}"
     log = tmp_path / "server.log"
     with log.open("wb") as out:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -24,6 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from alembic import command
 from tests.conftest import JWT_SECRET, ROOT, alembic_config
+from tests.helpers import free_port
 from tests.twilio_fixtures import ACCOUNT_SID, AUTH_TOKEN, SERVICE_SID
 
 PYTHON = ROOT / ".venv" / "bin" / "python"
@@ -33,14 +33,6 @@ if not PYTHON.exists():  # a venv elsewhere (e.g. the image): the running interp
 STARTUP_TIMEOUT = 45.0
 EXIT_TIMEOUT = 30.0
 FAKE_TWILIO_CODE = "480913"
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 # ---------------------------------------------------------------- Prometheus text

@@ -15,12 +15,12 @@ import pytest
 from websockets.sync.client import ClientConnection, connect
 
 from tests.conftest import ClientFactory
+from tests.helpers import SEND
 from tests.ops.conftest import EXIT_TIMEOUT, Server
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 BROWSER_TIMEOUT = 30.0
 URL = re.compile(r"""(?:src|href)\s*=\s*["']([^"']+)["']|url\s*:\s*["']([^"']+)["']""")
-SEND = "/api/v1/auth/send-verification"
 ASSET = re.compile(r"""["'](/static/docs/[^"']+)["']""")
 
 

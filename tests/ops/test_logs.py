@@ -7,6 +7,7 @@ import logging
 import re
 import secrets
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,15 +18,13 @@ import pytest
 from app.core.logging import ConsoleFormatter, JsonFormatter
 from app.main import create_app
 from tests.conftest import ClientFactory, SettingsFactory, running
+from tests.helpers import KG_MASKED, KG_PHONE, ME, SEND, VERIFY
 from tests.ops.conftest import FAKE_TWILIO_CODE, FakeTwilio, Server, twilio_env
 
-SEND = "/api/v1/auth/send-verification"
-VERIFY = "/api/v1/auth/verify-code"
-ME = "/api/v1/users/me"
-KG_PHONE = "+996555123456"
-KG_MASKED = "+996*****3456"
 GENERATED_ID = re.compile(r"[0-9a-f]{32}")
 BASE_FIELDS = {"time", "level", "logger", "message"}
+# Twilio answers the send after this long, so that the send's duration is measurable.
+TWILIO_DELAY_SECONDS = 0.2
 
 
 # ---------------------------------------------------------------- a real server's stderr
@@ -62,17 +61,29 @@ def records_of(server: Server, request_id: str) -> list[dict[str, Any]]:
 def test_a_login_logs_json_lines_with_the_request_context(
     json_server: tuple[Server, FakeTwilio],
 ) -> None:
-    server, _ = json_server
+    server, fake = json_server
     ids = {name: f"ops-{name}-{secrets.token_hex(4)}" for name in ("send", "verify", "me")}
+    # How long each request took, seen from the client: the server's duration is within it.
+    wall_ms: dict[str, float] = {}
+    fake.start_delay = TWILIO_DELAY_SECONDS
     with httpx.Client(base_url=server.base_url, timeout=30) as client:
-        sent = client.post(SEND, json={"phone": KG_PHONE}, headers={"X-Request-ID": ids["send"]})
+        began = time.perf_counter()
+        try:
+            sent = client.post(
+                SEND, json={"phone": KG_PHONE}, headers={"X-Request-ID": ids["send"]}
+            )
+        finally:
+            fake.start_delay = 0.0
+        wall_ms["send"] = (time.perf_counter() - began) * 1000
         assert sent.status_code == 200, sent.text
         assert sent.headers["X-Request-ID"] == ids["send"]
+        began = time.perf_counter()
         verified = client.post(
             VERIFY,
             json={"phone": KG_PHONE, "verification_code": FAKE_TWILIO_CODE},
             headers={"X-Request-ID": ids["verify"]},
         )
+        wall_ms["verify"] = (time.perf_counter() - began) * 1000
         assert verified.status_code == 200, verified.text
         assert verified.headers["X-Request-ID"] == ids["verify"]
         tokens = verified.json()
@@ -105,10 +116,14 @@ def test_a_login_logs_json_lines_with_the_request_context(
         assert len(access) == 1, records
         assert access[0]["route"] == route
         assert access[0]["status"] == 200
-        assert isinstance(access[0]["duration_ms"], int | float)
-        assert access[0]["duration_ms"] >= 0
+        duration = access[0]["duration_ms"]
+        assert type(duration) in (int, float), duration
+        assert 0 < duration <= wall_ms[name], (duration, wall_ms[name])
         assert access[0]["message"] == f"POST {route} 200"
     assert any(r["message"].startswith("Verification sent") for r in by_id["send"])
+    # The send waited for Twilio, and its duration says so: it is milliseconds, not seconds.
+    (send_access,) = [r for r in by_id["send"] if r["logger"] == "app.access"]
+    assert send_access["duration_ms"] >= TWILIO_DELAY_SECONDS * 1000
 
     (me_access,) = [r for r in by_id["me"] if r["logger"] == "app.access"]
     assert me_access["route"] == ME

@@ -7,21 +7,15 @@ import pytest
 import respx
 
 from tests.conftest import ClientFactory
+from tests.helpers import KG_PHONE, SEND, US_PHONE, VERIFY
 from tests.ops.conftest import Samples, matching, parse_metrics, sample
-from tests.twilio_fixtures import CHECK_PATH, START_PATH, checked, form, started, twilio_error
-
-SEND = "/api/v1/auth/send-verification"
-VERIFY = "/api/v1/auth/verify-code"
-KG_PHONE = "+996555123456"
-US_PHONE = "+12025550143"
-
-
-def mock_start(twilio: respx.MockRouter) -> respx.Route:
-    def answer(request: httpx.Request) -> httpx.Response:
-        fields = form(request)
-        return started(fields["To"], channel=fields["Channel"])
-
-    return twilio.post(START_PATH).mock(side_effect=answer)
+from tests.twilio_fixtures import (
+    CHECK_PATH,
+    START_PATH,
+    checked,
+    mock_start,
+    twilio_error,
+)
 
 
 async def scrape(client: httpx.AsyncClient) -> Samples:

@@ -17,11 +17,11 @@ from alembic import command
 from app.main import create_app
 from app.services.ops.service import HEAD_REVISION
 from tests.conftest import ROOT, ClientFactory, SettingsFactory, alembic_config, running
+from tests.helpers import SEND
 from tests.ops.conftest import parse_metrics, sample
 from tests.twilio_fixtures import START_PATH, twilio_error
 
 CLOSED_DATABASE = "postgresql+asyncpg://postgres@127.0.0.1:1/x"
-SEND = "/api/v1/auth/send-verification"
 
 
 async def test_healthz_touches_no_dependency(make_settings: SettingsFactory) -> None:
@@ -123,10 +123,7 @@ async def test_readyz_503_naming_the_rate_limit_storage_when_redis_is_down(
 
 
 @pytest.mark.redis
-async def test_readyz_200_with_a_real_redis(client_for: ClientFactory) -> None:
-    redis_url = os.environ.get("TEST_REDIS_URL")
-    if not redis_url:
-        pytest.skip("TEST_REDIS_URL is not set")
+async def test_readyz_200_with_a_real_redis(client_for: ClientFactory, redis_url: str) -> None:
     async with client_for(rate_limit_storage_url=redis_url) as client:
         answer = await client.get("/readyz")
     assert answer.status_code == 200, answer.text

@@ -9,9 +9,9 @@ import time
 
 import httpx
 
+from tests.helpers import SEND
 from tests.ops.conftest import FakeTwilio, ServerFactory, twilio_env
 
-SEND = "/api/v1/auth/send-verification"
 STOPPED = "Stopped: HTTP client and database pool closed"
 
 

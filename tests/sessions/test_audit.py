@@ -4,18 +4,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.conftest import ClientFactory
-from tests.sessions.helpers import (
-    LOGOUT,
-    bearer,
-    claims,
-    event_rows,
-    login,
-    now,
-    refresh,
-)
+from tests.helpers import LOGOUT, bearer, claims, event_rows, login, now, refresh
+
+# Twilio starts a verification for any number and approves any code.
+pytestmark = pytest.mark.usefixtures("twilio_approves")
 
 PHONE = "+996555123456"
 MASKED = "+996*****3456"

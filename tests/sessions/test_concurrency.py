@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 
 import httpx
+import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.sessions.helpers import (
+from tests.helpers import (
     INVALID_REFRESH,
     assert_unauthorized,
     login,
@@ -17,6 +18,9 @@ from tests.sessions.helpers import (
     session_rows,
     sha256_hex,
 )
+
+# Twilio starts a verification for any number and approves any code.
+pytestmark = pytest.mark.usefixtures("twilio_approves")
 
 
 async def test_concurrent_refreshes_of_one_token_get_one_pair(

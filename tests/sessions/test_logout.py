@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import httpx
+import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.conftest import ClientFactory
-from tests.sessions.helpers import (
+from tests.helpers import (
     INVALID_REFRESH,
     INVALID_TOKEN,
     LOGOUT,
     ME,
+    TEST_CODE,
     TEST_NUMBER,
     TEST_NUMBERS,
     assert_unauthorized,
@@ -22,13 +24,16 @@ from tests.sessions.helpers import (
     session_rows,
 )
 
+# Twilio starts a verification for any number and approves any code.
+pytestmark = pytest.mark.usefixtures("twilio_approves")
+
 
 async def test_logout_ends_this_session_only(
     client_for: ClientFactory, db_engine: AsyncEngine
 ) -> None:
     async with client_for(**TEST_NUMBERS) as client:
-        phone = await login(client, TEST_NUMBER)
-        laptop = await login(client, TEST_NUMBER)
+        phone = await login(client, TEST_NUMBER, TEST_CODE)
+        laptop = await login(client, TEST_NUMBER, TEST_CODE)
 
         out = await client.post(LOGOUT, headers=bearer(phone["access_token"]))
 
@@ -50,8 +55,8 @@ async def test_logout_ends_this_session_only(
 
 async def test_logout_with_local_scope_is_the_default(client_for: ClientFactory) -> None:
     async with client_for(**TEST_NUMBERS) as client:
-        one = await login(client, TEST_NUMBER)
-        two = await login(client, TEST_NUMBER)
+        one = await login(client, TEST_NUMBER, TEST_CODE)
+        two = await login(client, TEST_NUMBER, TEST_CODE)
 
         out = await client.post(
             LOGOUT, json={"scope": "local"}, headers=bearer(one["access_token"])
@@ -79,7 +84,7 @@ async def test_global_logout_ends_every_session_of_the_user(
     client_for: ClientFactory, db_engine: AsyncEngine
 ) -> None:
     async with client_for(**TEST_NUMBERS) as client:
-        sessions = [await login(client, TEST_NUMBER) for _ in range(3)]
+        sessions = [await login(client, TEST_NUMBER, TEST_CODE) for _ in range(3)]
         someone_else = await login(client)
 
         out = await client.post(

@@ -13,11 +13,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.models.login_session import RefreshToken
 from tests.conftest import ClientFactory
-from tests.sessions.helpers import (
+from tests.helpers import (
     DISABLED,
     INVALID_REFRESH,
     INVALID_TOKEN,
     REFRESH,
+    TEST_CODE,
     TEST_NUMBER,
     TEST_NUMBERS,
     age_rotations,
@@ -36,6 +37,9 @@ from tests.sessions.helpers import (
     set_user_active,
     sha256_hex,
 )
+
+# Twilio starts a verification for any number and approves any code.
+pytestmark = pytest.mark.usefixtures("twilio_approves")
 
 URL_SAFE_43 = re.compile(r"^[A-Za-z0-9_-]{43,}$")
 PAIR_KEYS = {"access_token", "token_type", "expires_in", "refresh_token", "refresh_expires_in"}
@@ -232,8 +236,8 @@ async def test_reuse_of_a_grandparent_revokes_descendants(
 
 async def test_reuse_leaves_other_sessions_alone(client_for: ClientFactory) -> None:
     async with client_for(refresh_token_reuse_interval_seconds=0, **TEST_NUMBERS) as client:
-        stolen = await login(client, TEST_NUMBER)
-        other_device = await login(client, TEST_NUMBER)
+        stolen = await login(client, TEST_NUMBER, TEST_CODE)
+        other_device = await login(client, TEST_NUMBER, TEST_CODE)
         await refresh(client, stolen["refresh_token"])
 
         assert_unauthorized(await refresh(client, stolen["refresh_token"]), INVALID_REFRESH)

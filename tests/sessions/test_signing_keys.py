@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from app.core.config import Settings
 from tests.conftest import JWT_SECRET, ClientFactory
-from tests.sessions.helpers import (
+from tests.helpers import (
     INVALID_TOKEN,
     JWKS,
     assert_unauthorized,
@@ -30,6 +30,9 @@ from tests.sessions.helpers import (
     refresh,
     thumbprint,
 )
+
+# Twilio starts a verification for any number and approves any code.
+pytestmark = pytest.mark.usefixtures("twilio_approves")
 
 ASYMMETRIC = ["RS256", "ES256"]
 

@@ -101,11 +101,24 @@ class RedisWindows:
             raise StorageError(exc) from exc
         return refused - 1 if refused else None
 
+    async def resets(
+        self, items: Sequence[RateLimitItem], identifiers: tuple[str, ...]
+    ) -> list[float]:
+        """When each window frees a slot (epoch seconds; a whole window from now when
+        it is empty)."""
+        return [reset for reset, _ in await self._windows_of(items, identifiers)]
+
     async def resets_of_full(
         self, items: Sequence[RateLimitItem], identifiers: tuple[str, ...]
     ) -> list[float]:
         """When each full window frees a slot (epoch seconds); empty when none is full."""
-        args: list[float | int] = [self._clock()]
+        return [reset for reset, full in await self._windows_of(items, identifiers) if full]
+
+    async def _windows_of(
+        self, items: Sequence[RateLimitItem], identifiers: tuple[str, ...]
+    ) -> list[tuple[float, bool]]:
+        now = self._clock()
+        args: list[float | int] = [now]
         for item in items:
             args += [item.amount, item.get_expiry()]
         keys = [self._key(item, identifiers) for item in items]
@@ -114,7 +127,9 @@ class RedisWindows:
         except RedisError as exc:
             raise StorageError(exc) from exc
         return [
-            float(oldest) + item.get_expiry()
+            (
+                (float(oldest) if oldest else now) + item.get_expiry(),
+                int(count) >= item.amount,
+            )
             for item, (oldest, count) in zip(items, windows, strict=True)
-            if int(count) >= item.amount
         ]

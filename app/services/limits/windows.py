@@ -10,11 +10,10 @@ from __future__ import annotations
 import logging
 import math
 import time
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from limits import RateLimitItem
 from limits.aio.storage import RedisStorage
-from limits.aio.strategies import MovingWindowRateLimiter
 from limits.errors import StorageError
 
 from app.services.limits.local import LocalMovingWindow
@@ -48,18 +47,6 @@ def _redis_pool(url: str, max_connections: int) -> BlockingConnectionPool:
     )
 
 
-class _WindowStats(Protocol):
-    @property
-    def reset_time(self) -> float: ...
-
-
-class _MovingWindows(Protocol):
-    """What `limits`' MovingWindowRateLimiter and LocalMovingWindow both answer (taking
-    and checking go through `run_in_order`)."""
-
-    async def get_window_stats(self, item: RateLimitItem, *identifiers: str) -> _WindowStats: ...
-
-
 class RateLimiter:
     """Moving-window limits over the configured storage, with an in-process fallback."""
 
@@ -78,7 +65,6 @@ class RateLimiter:
         self._storage: RedisStorage | None = None
         self._redis: RedisWindows | None = None
         self._fallback = LocalMovingWindow(clock)
-        self._primary: _MovingWindows
         if storage_url.startswith(("redis://", "rediss://")):
             self._pool = _redis_pool(storage_url, max_connections)
             self._storage = RedisStorage(
@@ -88,14 +74,11 @@ class RateLimiter:
                 wrap_exceptions=True,
                 connection_pool=self._pool,  # type: ignore[arg-type]  # passed through to redis-py
             )
-            self._primary = MovingWindowRateLimiter(self._storage)
             # Imported here for the same reason as redis-py itself.
             from app.services.limits.redis import RedisWindows
 
             self._redis = RedisWindows(self._pool, key_prefix, clock)
-        elif storage_url.startswith("memory://"):
-            self._primary = self._fallback
-        else:
+        elif not storage_url.startswith("memory://"):
             raise ValueError(
                 f"RATE_LIMIT_STORAGE_URL must be memory:// or redis://, not {storage_url!r}"
             )
@@ -107,14 +90,11 @@ class RateLimiter:
         """Whether limits are shared between processes (Redis)."""
         return self._shared
 
-    def _strategy(self) -> _MovingWindows:
-        if self._shared and self._clock() < self._primary_down_until:
-            return self._fallback
-        return self._primary
-
     def _redis_windows(self) -> RedisWindows | None:
         """The Redis windows, unless limits are in process or Redis failed a moment ago."""
-        return self._redis if self._strategy() is self._primary else None
+        if self._redis is None or self._clock() < self._primary_down_until:
+            return None
+        return self._redis
 
     def _primary_failed(self, exc: Exception) -> None:
         self._primary_down_until = self._clock() + self._retry_seconds
@@ -126,12 +106,15 @@ class RateLimiter:
 
     async def retry_after(self, item: RateLimitItem, *key: str) -> int:
         """Seconds until `item` allows one more for `key`."""
-        strategy = self._strategy()
-        try:
-            stats = await strategy.get_window_stats(item, *key)
-        except (StorageError, OSError, TimeoutError) as exc:
-            self._primary_failed(exc)
-            stats = await self._fallback.get_window_stats(item, *key)
+        redis_windows = self._redis_windows()
+        if redis_windows is not None:
+            try:
+                [reset] = await redis_windows.resets([item], key)
+            except (StorageError, OSError, TimeoutError) as exc:
+                self._primary_failed(exc)
+            else:
+                return self._seconds_until(reset)
+        stats = await self._fallback.get_window_stats(item, *key)
         return self._seconds_until(stats.reset_time)
 
     async def run_in_order(self, steps: Sequence[Step]) -> int | None:
@@ -178,7 +161,9 @@ class RateLimiter:
             return False
 
     def _seconds_until(self, reset_time: float) -> int:
-        return max(1, math.ceil(reset_time - self._clock()))
+        """Whole seconds after which a window that frees a slot at `reset_time` has it: a
+        hit exactly `expiry` old still counts, so the wait ends a moment after."""
+        return max(1, math.floor(reset_time - self._clock()) + 1)
 
     async def aclose(self) -> None:
         """Close the Redis client."""

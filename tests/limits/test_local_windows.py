@@ -1,0 +1,82 @@
+"""In-process moving windows answer exactly as `limits`' memory storage does."""
+
+from __future__ import annotations
+
+import random
+from types import SimpleNamespace
+
+import pytest
+from limits import parse
+from limits.aio.storage import MemoryStorage, memory
+from limits.aio.strategies import MovingWindowRateLimiter
+
+from app.services.limits.local import LocalMovingWindow
+from tests.conftest import FakeClock
+
+
+@pytest.fixture
+def reference_reads(clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    """`limits`' memory storage, the reference, has no clock to inject: its module reads
+    `clock` instead of `time.time` (only its module; the app's windows are given `clock`)."""
+    monkeypatch.setattr(memory, "time", SimpleNamespace(time=clock))
+    return clock
+
+
+async def test_a_window_refuses_when_full_and_frees_its_oldest_slot_first(
+    clock: FakeClock,
+) -> None:
+    limiter = LocalMovingWindow(clock)
+    item = parse("3/minute")
+
+    assert [await limiter.hit(item, "send", "+996555123456") for _ in range(4)] == [
+        True,
+        True,
+        True,
+        False,
+    ]
+    assert await limiter.hit(item, "send", "+15005550006")  # another key is untouched
+    assert not await limiter.test(item, "send", "+996555123456")
+    stats = await limiter.get_window_stats(item, "send", "+996555123456")
+    assert (stats.reset_time, stats.remaining) == (clock.now + 60, 0)
+
+    clock.advance(60.5)
+    assert await limiter.test(item, "send", "+996555123456")
+    assert await limiter.hit(item, "send", "+996555123456")
+
+
+async def test_emptied_windows_are_forgotten(clock: FakeClock) -> None:
+    limiter = LocalMovingWindow(clock)
+    item = parse("1/second")
+    for n in range(1000):
+        await limiter.hit(item, "send", str(n))
+    assert len(limiter) == 1000
+
+    clock.advance(5)
+    for _ in range(300):
+        await limiter.hit(item, "send", "busy")
+
+    assert len(limiter) == 1
+
+
+@pytest.mark.parametrize("seed", range(5))
+async def test_same_answers_as_the_limits_library(reference_reads: FakeClock, seed: int) -> None:
+    clock = reference_reads
+    rng = random.Random(seed)
+    ours, theirs = LocalMovingWindow(clock), MovingWindowRateLimiter(MemoryStorage())
+    items = [parse("2/second"), parse("3/10 seconds"), parse("5/minute")]
+    for _ in range(400):
+        clock.advance(rng.choice([0.0, 0.1, 0.5, 1.0, 3.0, 11.0]))
+        item, key = rng.choice(items), rng.choice(["a", "b", "c"])
+        action = rng.choice(["hit", "hit", "test", "stats"])
+        if action == "hit":
+            assert await ours.hit(item, key) == await theirs.hit(item, key)
+        elif action == "test":
+            assert await ours.test(item, key) == await theirs.test(item, key)
+        else:
+            mine, reference = (
+                await ours.get_window_stats(item, key),
+                await theirs.get_window_stats(item, key),
+            )
+            assert (mine.reset_time, mine.remaining) == pytest.approx(
+                (reference.reset_time, reference.remaining)
+            )

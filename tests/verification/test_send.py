@@ -1,0 +1,106 @@
+"""POST /api/v1/auth/send-verification: the answer, and what goes to Twilio."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import httpx
+import pytest
+import respx
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tests.conftest import ClientFactory
+from tests.helpers import KG_PHONE, SEND, US_PHONE, verifications
+from tests.twilio_fixtures import ACCOUNT_SID, AUTH_TOKEN, START_PATH, basic_auth, form, mock_start
+
+
+def sent_body(phone: str, market: str, language: str) -> dict[str, object]:
+    return {
+        "success": True,
+        "message": f"Verification code sent to {phone}",
+        "phone": phone,
+        "market": market,
+        "language": language,
+        "expires_in_minutes": 10,
+        "channel": "sms",
+    }
+
+
+@pytest.mark.parametrize(
+    ("phone", "market", "language"),
+    [(KG_PHONE, "KG", "ru"), (US_PHONE, "US", "en")],
+    ids=["KG", "US"],
+)
+async def test_send_answers_the_contract_and_asks_twilio_in_the_market_language(
+    client: httpx.AsyncClient,
+    twilio: respx.MockRouter,
+    db_engine: AsyncEngine,
+    phone: str,
+    market: str,
+    language: str,
+) -> None:
+    start = mock_start(twilio)
+
+    response = await client.post(SEND, json={"phone": phone})
+
+    assert response.status_code == 200, response.text
+    assert response.json() == sent_body(phone, market, language)
+    assert start.call_count == 1
+    request = start.calls.last.request
+    assert request.url.path == START_PATH
+    assert basic_auth(request) == (ACCOUNT_SID, AUTH_TOKEN)
+    assert form(request) == {
+        "To": phone,
+        "Channel": "sms",
+        "Locale": language,
+        "DeviceIp": "127.0.0.1",
+    }
+    [row] = await verifications(db_engine)
+    assert (row.phone, row.market, row.channel, row.status) == (phone, market, "sms", "pending")
+    assert row.failed_attempts == 0
+    assert row.provider_sid.startswith("VE")
+    assert row.code_hash is None  # Twilio holds the code
+    assert row.expires_at - row.created_at == timedelta(minutes=10)
+
+
+@pytest.mark.parametrize(
+    ("typed", "e164"),
+    [
+        ("+996 555 123 456", KG_PHONE),
+        ("+996-555-123-456", KG_PHONE),
+        ("+996.555.123.456", KG_PHONE),
+        ("+996 (555) 12-34-56", KG_PHONE),
+        ("  +996555123456  ", KG_PHONE),
+        ("+1 (202) 555-0143", US_PHONE),
+        ("+1 202.555.0143", US_PHONE),
+        ("+1-202-555-0143", US_PHONE),
+    ],
+)
+async def test_formatted_numbers_are_normalised_to_e164(
+    client: httpx.AsyncClient, twilio: respx.MockRouter, typed: str, e164: str
+) -> None:
+    start = mock_start(twilio)
+
+    response = await client.post(SEND, json={"phone": typed})
+
+    assert response.status_code == 200, response.text
+    assert response.json()["phone"] == e164
+    assert response.json()["message"] == f"Verification code sent to {e164}"
+    assert form(start.calls.last.request)["To"] == e164
+
+
+async def test_differently_formatted_numbers_are_one_person(
+    client_for: ClientFactory, twilio: respx.MockRouter, db_engine: AsyncEngine
+) -> None:
+    start = mock_start(twilio)
+
+    async with client_for(rate_limit_enabled=False) as client:
+        for typed in ("+996555123456", "+996 555 123 456", "+996 (555) 12-34-56"):
+            response = await client.post(SEND, json={"phone": typed})
+            assert response.status_code == 200, response.text
+
+    assert {form(call.request)["To"] for call in start.calls} == {KG_PHONE}
+    rows = await verifications(db_engine)
+    assert [row.phone for row in rows] == [KG_PHONE] * 3
+    # A new code replaces the pending one.
+    assert [row.status for row in rows] == ["expired", "expired", "pending"]
