@@ -8,7 +8,7 @@ from fastapi import APIRouter
 
 from app.core.errors import MSG_SERVICE_UNAVAILABLE
 from app.dependencies.client_ip import ClientIP
-from app.dependencies.database import UnitOfWorkDep
+from app.dependencies.database import UnitOfWorkDep, UnitOfWorkRoute
 from app.dependencies.login import LoginServiceDep
 from app.schemas.errors import (
     BadRequestBody,
@@ -32,7 +32,7 @@ from app.services.verification.exceptions import (
     MSG_PROVIDER_FAILED,
 )
 
-router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
+router = APIRouter(prefix="/api/v1/auth", tags=["auth"], route_class=UnitOfWorkRoute)
 
 
 def _bearer_from(field: str) -> dict[str, str]:

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Response
 
 from app.core.errors import MSG_REQUIRED
 from app.dependencies.client_ip import ClientIP
-from app.dependencies.database import UnitOfWorkDep
+from app.dependencies.database import UnitOfWorkDep, UnitOfWorkRoute
 from app.dependencies.sessions import AuthenticatedDep, SessionServiceDep
 from app.routers.login import TOKEN_LINKS
 from app.schemas.errors import BadRequestBody, DetailBody, error_response
@@ -21,7 +21,7 @@ from app.schemas.sessions import (
 from app.services.sessions.exceptions import MSG_INVALID_REFRESH, MSG_INVALID_TOKEN
 from app.services.users.exceptions import MSG_USER_INACTIVE
 
-router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
+router = APIRouter(prefix="/api/v1/auth", tags=["auth"], route_class=UnitOfWorkRoute)
 # Registered after the users router, where the document has always listed it.
 keys_router = APIRouter(tags=["keys"])
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from app.dependencies.database import UnitOfWorkDep
+from app.dependencies.database import UnitOfWorkDep, UnitOfWorkRoute
 from app.dependencies.sessions import CurrentUser
 from app.dependencies.users import UserServiceDep
 from app.schemas.errors import BadRequestBody, DetailBody, error_response
@@ -14,7 +14,7 @@ from app.schemas.users import UserOut, UserUpdate
 from app.services.sessions.exceptions import MSG_INVALID_TOKEN
 from app.services.users.exceptions import MSG_READ_ONLY, MSG_USER_INACTIVE
 
-router = APIRouter(prefix="/api/v1/users", tags=["users"])
+router = APIRouter(prefix="/api/v1/users", tags=["users"], route_class=UnitOfWorkRoute)
 
 AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
     401: error_response(
