@@ -35,7 +35,7 @@ REDIS_TIMEOUT_SECONDS = 0.5
 
 def _redis_pool(url: str, max_connections: int) -> BlockingConnectionPool:
     """A bounded pool whose callers wait briefly for a connection rather than fail."""
-    # Imported here: redis-py costs 6 MB per process that keeps its limits in memory.
+    # Imported here: a process that keeps its limits in memory never loads redis-py.
     from redis.asyncio import BlockingConnectionPool
 
     return BlockingConnectionPool.from_url(

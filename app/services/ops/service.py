@@ -18,7 +18,7 @@ logger = logging.getLogger(__name__)
 CHECK_TIMEOUT_SECONDS = 2.0
 
 # The newest migration in alembic/versions, written here so that serving never
-# imports Alembic (10 MB per process); a test keeps the two the same.
+# imports Alembic and its memory; a test keeps the two the same.
 HEAD_REVISION = "0002"
 
 
