@@ -45,7 +45,7 @@ def _run(connection: Connection) -> None:
 
 async def run_migrations_online() -> None:
     """Apply migrations over an async connection."""
-    engine = create_async_engine(_url(), poolclass=pool.NullPool)
+    engine = create_async_engine(_url(), poolclass=pool.NullPool, hide_parameters=True)
     async with engine.connect() as connection:
         await connection.run_sync(_run)
     await engine.dispose()

@@ -29,11 +29,16 @@ SQLITE_POOL_SIZE = 3
 
 
 def create_engine(settings: Settings) -> AsyncEngine:
-    """Make the engine for `DATABASE_URL` with per-dialect tuning."""
+    """Make the engine for `DATABASE_URL` with per-dialect tuning.
+
+    SQL parameters (names, phone numbers, session ids, addresses) are kept out of
+    database errors and the engine's log: both end up in the service's log.
+    """
     url = make_url(settings.database_url)
     if url.get_backend_name() == "sqlite":
         engine = create_async_engine(
             url,
+            hide_parameters=True,
             connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS},
             pool_pre_ping=False,
             pool_size=SQLITE_POOL_SIZE,
@@ -44,6 +49,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
         return engine
     engine = create_async_engine(
         url,
+        hide_parameters=True,
         pool_size=settings.database_pool_size,
         max_overflow=settings.database_max_overflow,
         pool_timeout=settings.database_pool_timeout_seconds,

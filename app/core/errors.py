@@ -17,6 +17,8 @@ from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, Opera
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.core.text import MSG_INVALID_TEXT, encodable
+
 logger = logging.getLogger(__name__)
 
 MSG_REQUIRED = "This field is required."
@@ -148,6 +150,11 @@ async def validation_error_handler(request: Request, exc: Exception) -> JSONResp
 
 def _message(error: Mapping[str, Any]) -> str:
     kind = error.get("type")
+    value = error.get("input")
+    # Whatever the check that failed, its message must not quote text that cannot be
+    # encoded, and the client reads one message for such text on every field.
+    if kind == "string_unicode" or (isinstance(value, str) and not encodable(value)):
+        return MSG_INVALID_TEXT
     if kind == "missing":
         return MSG_REQUIRED
     if kind == "string_type":

@@ -14,6 +14,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, UTCDateTime, utcnow
 
+SESSION_ID_LENGTH = 32
+
 
 class LoginSession(Base):
     """One login, revocable as a whole."""
@@ -21,7 +23,7 @@ class LoginSession(Base):
     __tablename__ = "auth_sessions"
     __table_args__ = (Index("ix_auth_sessions_user_id", "user_id"),)
 
-    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    id: Mapped[str] = mapped_column(String(SESSION_ID_LENGTH), primary_key=True)
     user_id: Mapped[int] = mapped_column(Integer, ForeignKey("users.id", ondelete="CASCADE"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
@@ -36,7 +38,7 @@ class RefreshToken(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     session_id: Mapped[str] = mapped_column(
-        String(32), ForeignKey("auth_sessions.id", ondelete="CASCADE"), index=True
+        String(SESSION_ID_LENGTH), ForeignKey("auth_sessions.id", ondelete="CASCADE"), index=True
     )
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     parent_id: Mapped[int | None] = mapped_column(Integer, default=None)

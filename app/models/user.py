@@ -9,6 +9,9 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, UTCDateTime, utcnow
 
+# The largest id the Integer column holds (PostgreSQL's integer is 32 bits).
+MAX_USER_ID = 2**31 - 1
+
 
 class User(Base):
     """A person, identified by their phone number in E.164 form."""

@@ -1,14 +1,35 @@
-"""Input types shared by the request bodies: phone numbers, text and channels."""
+"""What the request bodies share: the base that refuses text that cannot be encoded,
+and the input types of phone numbers, text and channels."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, PlainSerializer, PlainValidator, WithJsonSchema
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    PlainSerializer,
+    PlainValidator,
+    WithJsonSchema,
+    field_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from app.core.config import Channel
 from app.core.phone import Phone, PhoneError, parse_phone
+from app.core.text import MSG_INVALID_TEXT, encodable
+
+
+class RequestBody(BaseModel):
+    """A request body: a field holding text that cannot be encoded is refused before
+    any other check of that field, with one message."""
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _encodable(cls, value: Any) -> Any:
+        if isinstance(value, str) and not encodable(value):
+            raise PydanticCustomError("invalid_text", MSG_INVALID_TEXT)
+        return value
 
 
 def _text(value: Any) -> str:

@@ -5,12 +5,12 @@ from __future__ import annotations
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from app.core.config import Channel
-from app.schemas.common import ChannelInput, PhoneInput, TextInput
+from app.schemas.common import ChannelInput, PhoneInput, RequestBody, TextInput
 from app.schemas.sessions import TokenPairOut
 from app.schemas.users import UserOut
 
 
-class SendVerificationRequest(BaseModel):
+class SendVerificationRequest(RequestBody):
     """Ask for a code to be sent to `phone`."""
 
     model_config = ConfigDict(json_schema_extra={"examples": [{"phone": "+996555123456"}]})
@@ -35,7 +35,7 @@ class SendVerificationResponse(BaseModel):
     channel: str = Field(examples=["sms"])
 
 
-class VerifyCodeRequest(BaseModel):
+class VerifyCodeRequest(RequestBody):
     """Check the code that was sent to `phone`."""
 
     model_config = ConfigDict(

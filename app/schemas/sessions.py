@@ -6,7 +6,7 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.schemas.common import TextInput
+from app.schemas.common import RequestBody, TextInput
 from app.schemas.users import UserOut
 
 
@@ -48,7 +48,7 @@ def token_fields(pair: TokenPairFields) -> dict[str, Any]:
     }
 
 
-class RefreshRequest(BaseModel):
+class RefreshRequest(RequestBody):
     """A refresh token to exchange."""
 
     model_config = ConfigDict(json_schema_extra={"examples": [{"refresh_token": "…"}]})
@@ -62,7 +62,7 @@ class RefreshResponse(TokenPairOut):
     user: UserOut
 
 
-class LogoutRequest(BaseModel):
+class LogoutRequest(RequestBody):
     """Which sessions to end: this one (`local`, the default) or all of the user's."""
 
     scope: Literal["local", "global"] = "local"

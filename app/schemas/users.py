@@ -15,6 +15,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from app.schemas.common import RequestBody
+
 
 class UserOut(BaseModel):
     """A user; `id` is a string for the old frontends."""
@@ -49,7 +51,7 @@ ProfileName = Annotated[
 ProfileFullName = Annotated[str, BeforeValidator(_clean), StringConstraints(max_length=255)]
 
 
-class UserUpdate(BaseModel):
+class UserUpdate(RequestBody):
     """Fields a user may change; `phone`, `is_active` and `is_verified` are not among them."""
 
     model_config = ConfigDict(

@@ -122,6 +122,14 @@ def test_resigned_token_with_unchanged_claims_still_verifies(service: TokenServi
         pytest.param("sub", None, id="no-sub"),
         pytest.param("iss", None, id="no-iss"),
         pytest.param("sub", "not-a-number", id="sub-not-a-user-id"),
+        pytest.param("sub", str(2**63), id="sub-2**63"),
+        pytest.param("sub", str(2**31), id="sub-beyond-the-id-column"),
+        pytest.param("sub", "-1", id="sub-negative"),
+        pytest.param("sub", "0", id="sub-zero"),
+        pytest.param("sub", "042", id="sub-leading-zero"),
+        pytest.param("sub", "\u0664\u0662", id="sub-arabic-indic-digits"),
+        pytest.param("sid", 42, id="sid-not-text"),
+        pytest.param("sid", "s" * 33, id="sid-longer-than-the-column"),
     ],
 )
 def test_tokens_with_wrong_claims_are_refused(

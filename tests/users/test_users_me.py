@@ -17,6 +17,7 @@ from tests.conftest import JWT_SECRET, ClientFactory
 from tests.helpers import (
     DISABLED,
     KG_PHONE,
+    LOGOUT,
     ME,
     NOT_AUTHENTICATED,
     US_PHONE,
@@ -205,6 +206,41 @@ async def test_token_with_wrong_claims(
     token = resign(logged_in["access_token"], **changes)
 
     assert_unauthorized(await client.get(ME, headers=bearer(token)))
+
+
+# Signed with the right key, but naming no user the database can hold: beyond its
+# integer columns (PostgreSQL's and SQLite's), not positive, or not in canonical form.
+OUT_OF_RANGE_SUBS = [
+    pytest.param(str(2**63), id="2**63"),
+    pytest.param(str(2**64 + 1), id="2**64+1"),
+    pytest.param(str(2**31), id="2**31"),
+    pytest.param("-1", id="minus-one"),
+    pytest.param("0", id="zero"),
+    pytest.param("1" * 5000, id="5000-digits"),
+    pytest.param("+1", id="plus-sign"),
+    pytest.param("01", id="leading-zero"),
+    pytest.param(" 1", id="space"),
+    pytest.param("1_0", id="underscore"),
+    pytest.param("\u0661", id="arabic-indic-one"),
+]
+
+
+@pytest.mark.parametrize("sub", OUT_OF_RANGE_SUBS)
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("GET", ME), ("PATCH", ME), ("POST", LOGOUT)],
+    ids=["me", "patch", "logout"],
+)
+async def test_validly_signed_token_naming_no_possible_user_is_401(
+    client: httpx.AsyncClient, logged_in: dict[str, Any], sub: str, method: str, path: str
+) -> None:
+    token = resign(logged_in["access_token"], sub=sub)
+
+    response = await client.request(method, path, headers=bearer(token), json={})
+
+    assert_unauthorized(response)
+    # The user's own token still works: nothing was revoked or changed.
+    assert (await client.get(ME, headers=bearer(logged_in["access_token"]))).status_code == 200
 
 
 @pytest.mark.parametrize(

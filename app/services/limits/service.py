@@ -6,7 +6,7 @@ nothing from the number's or the market's. The number's windows are then
 checked, the market's budget taken, and the number's windows taken: a send
 the budget refuses never uses up the number's limit, and a number at its
 limit takes nothing from the budget. Test numbers skip the number's limits
-and the budget.
+and the budget. A client is counted by its address, or by its /64 for IPv6.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from enum import StrEnum
 
 from limits import RateLimitItem
 
+from app.core.client_ip import limit_key
 from app.core.config import Settings
 from app.core.markets import Market
 from app.core.metrics import Metrics
@@ -73,7 +74,7 @@ class LoginLimits:
         """Count a send, or raise the limit that refuses it."""
         if not self._enabled:
             return
-        steps = _steps(Limit.SEND_PER_IP, self._send_per_ip, client_ip or "-", take=True)
+        steps = _steps(Limit.SEND_PER_IP, self._send_per_ip, limit_key(client_ip), take=True)
         if not test_number:
             steps += _steps(Limit.SEND_PER_PHONE, self._send_per_phone, phone.e164, take=False)
             steps += _steps(
@@ -88,7 +89,7 @@ class LoginLimits:
         """Count a code check, or raise the limit that refuses it."""
         if not self._enabled:
             return
-        steps = _steps(Limit.VERIFY_PER_IP, self._verify_per_ip, client_ip or "-", take=True)
+        steps = _steps(Limit.VERIFY_PER_IP, self._verify_per_ip, limit_key(client_ip), take=True)
         if not test_number:
             steps += _steps(Limit.VERIFY_PER_PHONE, self._verify_per_phone, phone.e164, take=True)
         await self._decide(steps, phone, market)

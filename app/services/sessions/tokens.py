@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -11,9 +12,13 @@ from jose import JWTError, jwt
 
 from app.core.config import Settings
 from app.models.base import utcnow
+from app.models.login_session import SESSION_ID_LENGTH
+from app.models.user import MAX_USER_ID
 from app.services.sessions.signing_keys import KeySet
 
 MAX_TOKEN_LENGTH = 4096
+# How `issue` writes a user id: ASCII digits, no sign, no leading zero.
+_USER_ID = re.compile(r"[1-9][0-9]{0,9}")
 
 
 class TokenError(Exception):
@@ -103,11 +108,27 @@ class TokenService:
                 },
             )
             return TokenClaims(
-                user_id=int(claims["sub"]),
-                session_id=str(claims["sid"]),
+                user_id=_user_id(claims["sub"]),
+                session_id=_session_id(claims["sid"]),
                 phone=str(claims.get("phone", "")),
                 market=str(claims.get("market", "")),
                 jti=str(claims.get("jti", "")),
             )
         except (JWTError, KeyError, ValueError, TypeError, AttributeError) as exc:
             raise TokenError(str(exc)) from exc
+
+
+def _user_id(sub: object) -> int:
+    """The user id a `sub` names, in the form `issue` writes and the range the users
+    table holds: a signed token from elsewhere must not reach the database with
+    a value it cannot compare."""
+    if not isinstance(sub, str) or not _USER_ID.fullmatch(sub) or int(sub) > MAX_USER_ID:
+        raise TokenError("sub is not a user id")
+    return int(sub)
+
+
+def _session_id(sid: object) -> str:
+    """The session id a `sid` names, when it fits the sessions table."""
+    if not isinstance(sid, str) or not 0 < len(sid) <= SESSION_ID_LENGTH:
+        raise TokenError("sid is not a session id")
+    return sid
