@@ -27,25 +27,6 @@ async def _purge(settings: Settings) -> int:
         await database.dispose()
 
 
-def serve(settings: Settings) -> None:
-    """Run uvicorn with WORKERS processes (1: scale with replicas), proxy headers only
-    from TRUSTED_PROXIES."""
-    import uvicorn
-
-    trusted = ",".join(settings.trusted_proxies)
-    uvicorn.run(
-        "app.main:app",
-        host=settings.host,
-        port=settings.port,
-        proxy_headers=bool(trusted),
-        forwarded_allow_ips=trusted or None,
-        timeout_graceful_shutdown=settings.graceful_shutdown_seconds,
-        log_config=None,
-        server_header=False,
-        workers=settings.workers,
-    )
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run a maintenance command."""
     parser = argparse.ArgumentParser(prog="python -m app", description=__doc__)
@@ -61,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = Settings()
     if args.command == "serve":
+        from app.core.http_server import serve  # uvicorn: not needed by the other commands
+
         serve(settings)
         return 0
     configure_logging(settings)

@@ -25,6 +25,7 @@ from app.core.errors import install_error_handlers
 from app.core.garbage_collection import tuned_for_serving
 from app.core.logging import configure_logging
 from app.core.metrics import Metrics
+from app.core.metrics_port import MetricsPortMiddleware
 from app.core.request_context import RequestContextMiddleware
 from app.core.request_limits import RequestLimitsMiddleware
 from app.routers import login, ops, sessions, users
@@ -183,7 +184,8 @@ def create_app(settings: Settings | None = None, clocks: Clocks | None = None) -
     app.include_router(sessions.keys_router)
     app.include_router(ops.router)
     ops.install_docs(app)
-    # Last added runs first: request context wraps everything, then CORS, then body limits.
+    # Last added runs first: the metrics port (with METRICS_PORT), request context, CORS,
+    # then body limits.
     app.add_middleware(RequestLimitsMiddleware)
     if settings.cors_allow_origins:
         app.add_middleware(
@@ -200,6 +202,8 @@ def create_app(settings: Settings | None = None, clocks: Clocks | None = None) -
         metrics=metrics,
         quiet_paths=frozenset({"/healthz", "/readyz", "/metrics"}),
     )
+    if settings.metrics_port is not None:
+        app.add_middleware(MetricsPortMiddleware, metrics_port=settings.metrics_port)
     ops.finish_openapi(app)
     return app
 

@@ -111,6 +111,12 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=1, le=65535)
     graceful_shutdown_seconds: int = Field(default=20, ge=1, le=300)
     workers: int = Field(default=1, ge=1, le=64)
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    http_max_header_bytes: int = Field(default=16 * 1024, ge=1024, le=32 * 1024)
+    http_header_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    http_body_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    http_keepalive_timeout_seconds: int = Field(default=5, ge=1, le=3600)
+    limit_concurrency: int = Field(default=1000, ge=1, le=100_000)
 
     database_url: str = "sqlite+aiosqlite:///./phone_auth.db"
     database_pool_size: int = Field(default=10, ge=1, le=200)
@@ -209,6 +215,14 @@ class Settings(BaseSettings):
             normalised[phone.e164] = code
         # Frozen model: store the normalised map without going through __setattr__.
         object.__setattr__(self, "test_phone_numbers", normalised)
+        return self
+
+    @model_validator(mode="after")
+    def _distinct_ports(self) -> Self:
+        if self.metrics_port == self.port:
+            raise ValueError(
+                "METRICS_PORT must differ from PORT (leave it empty to serve /metrics on PORT)"
+            )
         return self
 
     @field_validator("database_url")

@@ -9,6 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from app.core.config import MIN_SECRET_BYTES, PLACEHOLDER_SECRETS, Environment, Settings
+from app.core.http_server import BoundedProtocol, HttpBounds, server_config
 
 # These tests build `Settings` themselves: the process environment stays out.
 pytestmark = pytest.mark.usefixtures("clean_settings_env")
@@ -232,3 +233,51 @@ def test_unsupported_database_urls_are_refused_with_what_to_use(url: str, messag
 
     assert message in str(caught.value)
     assert "s3cr3t-pw" not in str(caught.value)  # a refused URL's password is not echoed
+
+
+def test_server_bounds_default_and_reach_uvicorn() -> None:
+    defaults = settings()
+    assert defaults.metrics_port is None
+    config = server_config(defaults)
+    assert config.bounds == HttpBounds(
+        max_header_bytes=16 * 1024, header_timeout=10.0, body_timeout=10.0, max_connections=1000
+    )
+    assert config.timeout_keep_alive == 5
+    assert config.http is BoundedProtocol
+    assert config.ws == "none"  # no WebSocket route, so no upgrade handling
+
+    tuned = server_config(
+        settings(
+            http_max_header_bytes=8192,
+            http_header_timeout_seconds=3,
+            http_body_timeout_seconds=4,
+            http_keepalive_timeout_seconds=75,
+            limit_concurrency=50,
+        )
+    )
+    assert tuned.bounds == HttpBounds(8192, 3.0, 4.0, 50)
+    assert tuned.timeout_keep_alive == 75
+
+
+@pytest.mark.parametrize(
+    ("values", "setting"),
+    [
+        # At most twice the bound is ever held for one request's headers: 64 KiB.
+        ({"http_max_header_bytes": 32 * 1024 + 1}, "http_max_header_bytes"),
+        ({"http_max_header_bytes": 512}, "http_max_header_bytes"),
+        ({"http_header_timeout_seconds": 0}, "http_header_timeout_seconds"),
+        ({"http_body_timeout_seconds": 0}, "http_body_timeout_seconds"),
+        ({"http_keepalive_timeout_seconds": 0}, "http_keepalive_timeout_seconds"),
+        ({"limit_concurrency": 0}, "limit_concurrency"),
+        ({"metrics_port": 0}, "metrics_port"),
+    ],
+)
+def test_server_bounds_out_of_range_are_refused(values: dict[str, Any], setting: str) -> None:
+    with pytest.raises(ValidationError, match=setting):
+        settings(**values)
+
+
+def test_metrics_port_must_differ_from_port() -> None:
+    with pytest.raises(ValidationError, match="METRICS_PORT must differ from PORT"):
+        settings(port=8000, metrics_port=8000)
+    assert settings(port=8000, metrics_port=9090).metrics_port == 9090

@@ -119,7 +119,10 @@ def test_deployment(resources: dict[str, dict[str, Any]]) -> None:
     pod = _pod_spec(deployment)
     (container,) = pod["containers"]
     assert container.get("args", ["serve"]) == ["serve"]
-    assert container["ports"] == [{"name": "http", "containerPort": 8000, "protocol": "TCP"}]
+    assert container["ports"] == [
+        {"name": "http", "containerPort": 8000, "protocol": "TCP"},
+        {"name": "metrics", "containerPort": 9090, "protocol": "TCP"},
+    ]
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert container["startupProbe"]["httpGet"]["path"] == "/healthz"
@@ -180,6 +183,34 @@ def test_purge_cronjob(resources: dict[str, dict[str, Any]]) -> None:
     assert len(cronjob["spec"]["schedule"].split()) == 5
     (container,) = _pod_spec(cronjob)["containers"]
     assert container["args"] == ["purge-verifications"]
+
+
+def test_metrics_are_scraped_from_their_own_port_which_the_service_does_not_expose(
+    resources: dict[str, dict[str, Any]],
+) -> None:
+    deployment = resources["Deployment"]
+    (container,) = _pod_spec(deployment)["containers"]
+    ports = {port["name"]: port["containerPort"] for port in container["ports"]}
+    metrics_port = int(resources["ConfigMap"]["data"]["METRICS_PORT"])
+    assert ports["metrics"] == metrics_port != ports["http"]
+    annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/port"] == str(metrics_port)
+    assert annotations["prometheus.io/path"] == "/metrics"
+    # The Ingress reaches pods only through the Service: the metrics port is not on it.
+    service_targets = {port["targetPort"] for port in resources["Service"]["spec"]["ports"]}
+    assert service_targets == {"http"}
+    # The probes stay on the API's port, where /healthz and /readyz are served.
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert container[probe]["httpGet"]["port"] == "http"
+
+
+def test_kept_alive_connections_outlive_the_ingress_upstream_timeout(
+    resources: dict[str, dict[str, Any]],
+) -> None:
+    """ingress-nginx keeps idle upstream connections for 60 s: the pod must not close
+    them first, or a request sent on a closing connection fails with 502."""
+    keepalive = int(resources["ConfigMap"]["data"]["HTTP_KEEPALIVE_TIMEOUT_SECONDS"])
+    assert keepalive > 60
 
 
 def test_service_hpa_and_pdb_select_the_api(resources: dict[str, dict[str, Any]]) -> None:
