@@ -31,6 +31,7 @@ from app.services.verification.exceptions import (
     ProviderMisconfigured,
     ProviderNotConfigured,
     ProviderRateLimited,
+    ProviderRefusedRequest,
     ProviderRejectedNumber,
 )
 from app.services.verification.providers.base import (
@@ -273,6 +274,14 @@ def _log_provider_failure(exc: ProviderError, operation: str, phone: Phone) -> N
         )
     elif isinstance(exc, ProviderCircuitOpen):
         logger.warning("Twilio circuit open: %s refused for %s", operation, phone.masked)
+    elif isinstance(exc, ProviderRefusedRequest):
+        logger.warning(
+            "Twilio refused %s for %s with an error the service does not map (Twilio code %s): %s",
+            operation,
+            phone.masked,
+            code,
+            exc.reason,
+        )
     elif isinstance(exc, ProviderRateLimited):
         logger.info(
             "Twilio rate limit (Twilio code %s) on %s for %s", code, operation, phone.masked
