@@ -141,7 +141,8 @@ class NoAttempt(Enum):
     """Why no attempt could be taken on a number's newest verification."""
 
     NO_CODE = "no pending code"  # none, used, expired or failed
-    LOCKED = "every attempt spent"
+    LOCKED = "locked by wrong codes"
+    IN_FLIGHT = "every attempt taken by checks still in flight"
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,7 +195,8 @@ class VerificationRepository:
 
         Counting the attempt before asking the provider bounds the checks per
         code even when many requests arrive at the same moment. When none can
-        be taken, say why; an expired pending row is marked expired on the way.
+        be taken, say why. Nothing is written then: a late request must not
+        finish a row whose approval another request is storing.
         """
         now = utcnow()
         params = {"b_phone": phone, "b_max_attempts": max_attempts, "b_now": now}
@@ -204,18 +206,15 @@ class VerificationRepository:
         newest = await self._uow.commit_statement_now(_NEWEST, {"b_phone": phone})
         if newest is None:
             return NoAttempt.NO_CODE
-        row_id, status, expires_at, failed_attempts = newest
+        _, status, expires_at, failed_attempts = newest
         if status == VerificationStatus.LOCKED:
             return NoAttempt.LOCKED
-        if status != VerificationStatus.PENDING:
-            return NoAttempt.NO_CODE
-        if expires_at <= now:
-            await self.finish(row_id, VerificationStatus.EXPIRED)
+        if status != VerificationStatus.PENDING or expires_at <= now:
             return NoAttempt.NO_CODE
         if failed_attempts >= max_attempts:
-            # Spent or in flight. The row is locked by the check that fails last,
-            # not here: one in flight may still be the right code.
-            return NoAttempt.LOCKED
+            # The row is locked by the check that fails last, not here: one in
+            # flight may still be the right code.
+            return NoAttempt.IN_FLIGHT
         # The newest row changed between the two statements (a new code was sent):
         # try once more on the new one.
         reserved = await self._uow.commit_statement_now(_SPEND_ATTEMPT, params)

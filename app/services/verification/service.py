@@ -5,6 +5,11 @@ attempt before the provider is asked (`VerificationRepository.spend_attempt`),
 so concurrent guesses cannot exceed it; a check the provider gave no verdict
 on gets its attempt back; the wrong guess that spends the last attempt locks
 the code (429 until a new one is sent).
+
+Concurrent submits of one code (a double tap) end in one login: the provider
+approves the first correct check and answers the later ones "not found", which
+is a 400 that leaves the row alone, so that the approval can still be stored;
+a request that finds every attempt taken by checks in flight is a 400 too.
 """
 
 from __future__ import annotations
@@ -199,7 +204,7 @@ class VerificationService:
         spent = await repository.spend_attempt(phone.e164, self._max_attempts)
         if spent is NoAttempt.LOCKED:
             raise CodeLocked()
-        if spent is NoAttempt.NO_CODE:
+        if isinstance(spent, NoAttempt):
             raise InvalidCode()
         return spent
 
@@ -235,7 +240,9 @@ class VerificationService:
             )
             raise CodeLocked()
         if outcome is CheckOutcome.NOT_FOUND:
-            await repository.finish(row.id, VerificationStatus.EXPIRED)
+            # Also the answer to a second check of an approved code, whose approval
+            # another request may be storing right now: the row is left as it is
+            # (its attempt stays spent; its expiry and attempts still bound it).
             logger.info(
                 "Verification unknown to provider: market=%s phone=%s", market.name, phone.masked
             )
