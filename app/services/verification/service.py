@@ -21,7 +21,7 @@ from typing import NoReturn
 
 from app.core.config import Settings
 from app.core.database import UnitOfWork
-from app.core.errors import AppError, FieldErrors
+from app.core.errors import DATABASE_DOWN_ERRORS, AppError, FieldErrors
 from app.core.markets import Market
 from app.core.metrics import Metrics
 from app.core.phone import Phone
@@ -175,6 +175,18 @@ class VerificationService:
         channel: str,
         client_ip: str | None,
     ) -> None:
+        repository = VerificationRepository(uow)
+        # Stored first: a code that went out can then always be checked, even when
+        # the write after the provider's answer fails.
+        reserved = await repository.reserve(
+            NewVerification(
+                phone=phone.e164,
+                market=market.name,
+                channel=channel,
+                provider=provider.name,
+                ttl=timedelta(minutes=market.settings.code_ttl_minutes),
+            )
+        )
         request = StartRequest(
             phone=phone.e164, channel=channel, locale=market.settings.language, device_ip=client_ip
         )
@@ -182,18 +194,20 @@ class VerificationService:
             result = await provider.start(request)
         except ProviderError as exc:
             _log_provider_failure(exc, "send", phone)
+            await repository.discard(reserved)
             raise
-        await VerificationRepository(uow).record_started(
-            NewVerification(
-                phone=phone.e164,
-                market=market.name,
-                channel=channel,
-                provider=provider.name,
-                provider_sid=result.sid,
-                code_hash=result.code_hash,
-                ttl=timedelta(minutes=market.settings.code_ttl_minutes),
+        try:
+            await repository.record_started(reserved, phone.e164, result.sid, result.code_hash)
+        except DATABASE_DOWN_ERRORS as exc:
+            if result.code_hash is not None:
+                raise  # a code this service checks itself cannot be checked without it
+            # The code went out and its row is pending: it is checked by number.
+            logger.error(
+                "Verification sent to %s but its sid could not be stored (%s): "
+                "its code will be checked by number",
+                phone.masked,
+                type(getattr(exc, "orig", None) or exc).__name__,
             )
-        )
         logger.info(
             "Verification sent: market=%s channel=%s phone=%s", market.name, channel, phone.masked
         )
@@ -224,7 +238,9 @@ class VerificationService:
             raise InvalidCode()
         try:
             outcome = await provider.check(
-                CheckRequest(sid=row.provider_sid, code=code, code_hash=row.code_hash)
+                CheckRequest(
+                    sid=row.provider_sid, code=code, code_hash=row.code_hash, phone=phone.e164
+                )
             )
         except ProviderError as exc:
             # The provider gave no verdict: the attempt is not the person's to lose.

@@ -148,7 +148,12 @@ class TwilioVerifyClient:
 
     async def check(self, request: CheckRequest) -> CheckOutcome:
         """Check a code against the verification `request.sid`."""
-        form = {"VerificationSid": request.sid, "Code": request.code}
+        if request.sid:
+            form = {"VerificationSid": request.sid, "Code": request.code}
+        elif request.phone:
+            form = {"To": request.phone, "Code": request.code}
+        else:
+            return CheckOutcome.NOT_FOUND
         status, body = await self._post_with_retries(self._check_url, form, "check")
         if status in (200, 201):
             verdict = body.get("status")
