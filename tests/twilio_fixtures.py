@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import uuid
@@ -114,3 +115,52 @@ def mock_approving(twilio: respx.MockRouter) -> tuple[respx.Route, respx.Route]:
     start_route = twilio.post(START_PATH).mock(side_effect=start)
     check_route = twilio.post(CHECK_PATH).mock(side_effect=check)
     return start_route, check_route
+
+
+class StatefulTwilio:
+    """Twilio Verify with its memory: every verification's code is `code`; the first
+    correct check approves it, and every later check of it (or of a sid Twilio never
+    made) answers 404 with 20404; a wrong code answers `pending`.
+
+    A check without `VerificationSid` checks the number's newest pending verification,
+    as Twilio does with `To`. The verdict is made when a check arrives; an approval's
+    answer comes back after `approval_latency` seconds, the others at once (the order
+    in which a double tap's requests can come back). `approved` is set at the first
+    approval, so that a test can send a request while that answer is on its way.
+    """
+
+    def __init__(self, twilio: respx.MockRouter, code: str, approval_latency: float = 0.0):
+        self.code = code
+        self.approval_latency = approval_latency
+        self.status: dict[str, str] = {}
+        self.numbers: dict[str, str] = {}
+        self.approved = asyncio.Event()
+        self.start_route = twilio.post(START_PATH).mock(side_effect=self._start)
+        self.check_route = twilio.post(CHECK_PATH).mock(side_effect=self._check)
+
+    def approvals(self) -> int:
+        """How many verifications Twilio approved."""
+        return sum(status == "approved" for status in self.status.values())
+
+    def _start(self, request: httpx.Request) -> httpx.Response:
+        fields = form(request)
+        sid = new_sid()
+        self.status[sid] = "pending"
+        self.numbers[sid] = fields["To"]
+        return started(fields["To"], sid=sid, channel=fields.get("Channel", "sms"))
+
+    async def _check(self, request: httpx.Request) -> httpx.Response:
+        fields = form(request)
+        sid = fields.get("VerificationSid") or self._newest_pending(fields.get("To", ""))
+        if sid is None or self.status.get(sid) != "pending":
+            return twilio_error(20404, 404, "The requested resource was not found")
+        if fields["Code"] != self.code:
+            return checked("pending", self.numbers[sid], sid=sid)
+        self.status[sid] = "approved"
+        self.approved.set()
+        await asyncio.sleep(self.approval_latency)
+        return checked("approved", self.numbers[sid], sid=sid)
+
+    def _newest_pending(self, to: str) -> str | None:
+        pending = [sid for sid, status in self.status.items() if status == "pending"]
+        return next((sid for sid in reversed(pending) if self.numbers[sid] == to), None)

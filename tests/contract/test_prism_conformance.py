@@ -22,6 +22,7 @@ from app.services.verification.exceptions import (
     ProviderError,
     ProviderMisconfigured,
     ProviderRateLimited,
+    ProviderRefusedRequest,
     ProviderRejectedNumber,
     ProviderUnavailable,
 )
@@ -202,7 +203,7 @@ async def test_prism_refuses_a_check_with_a_malformed_verification_sid(prism: Pr
 
 async def test_adapter_with_a_malformed_service_sid_is_refused_by_prism(prism: Prism) -> None:
     async with adapter_for(prism, service_sid="VA-not-a-service") as (adapter, exchanges):
-        with pytest.raises(ProviderUnavailable):
+        with pytest.raises(ProviderRefusedRequest):
             await adapter.start(start_request())
 
     assert exchanges.statuses == [422], "Prism validated the request and refused it"
@@ -212,7 +213,7 @@ async def test_adapter_check_with_a_malformed_verification_sid_is_refused_by_pri
     prism: Prism,
 ) -> None:
     async with adapter_for(prism) as (adapter, exchanges):
-        with pytest.raises(ProviderUnavailable):
+        with pytest.raises(ProviderRefusedRequest):
             await adapter.check(CheckRequest(sid="VE123", code="123456"))
 
     assert exchanges.statuses == [422]

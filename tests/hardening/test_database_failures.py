@@ -27,8 +27,16 @@ from app.main import create_app
 from app.services.login.exceptions import MSG_LOGIN_NOT_STORED
 from app.services.sessions.tokens import TokenService
 from tests.conftest import SettingsFactory, running
-from tests.helpers import CODE, KG_PHONE, ME, NO_LIMITS, REFRESH, SEND, VERIFY, bearer
-from tests.twilio_fixtures import CHECK_PATH, checked, form, mock_check, mock_start, twilio_error
+from tests.helpers import CODE, KG_PHONE, ME, NO_LIMITS, REFRESH, SEND, VERIFY, Records, bearer
+from tests.twilio_fixtures import (
+    CHECK_PATH,
+    StatefulTwilio,
+    checked,
+    form,
+    mock_check,
+    mock_start,
+    twilio_error,
+)
 
 UNREACHABLE_URLS = {
     "postgresql-closed-port": "postgresql+asyncpg://postgres@127.0.0.1:1/x",
@@ -150,8 +158,10 @@ async def _send(client: httpx.AsyncClient, phone: str = KG_PHONE) -> None:
     assert sent.status_code == 200, sent.text
 
 
-async def _verify(client: httpx.AsyncClient, phone: str = KG_PHONE) -> httpx.Response:
-    return await client.post(VERIFY, json={"phone": phone, "verification_code": CODE})
+async def _verify(
+    client: httpx.AsyncClient, phone: str = KG_PHONE, code: str = CODE
+) -> httpx.Response:
+    return await client.post(VERIFY, json={"phone": phone, "verification_code": code})
 
 
 @pytest.mark.postgres
@@ -233,28 +243,71 @@ async def test_connection_killed_at_the_attempt_reservation(
 
 
 @pytest.mark.postgres
-async def test_connection_killed_while_storing_a_send(
+async def test_connection_killed_before_the_code_is_sent(
     make_settings: SettingsFactory,
     db_engine: AsyncEngine,
     postgres_dsn: str,
     twilio: respx.MockRouter,
 ) -> None:
-    """A send is stored in one statement (the new row, the older codes expired)."""
-    statement = "WITH expired_other_pending"
-    mock_start(twilio)
+    """The row is stored before Twilio is asked: without it, no code goes out."""
+    start = mock_start(twilio)
     mock_check(twilio)
     app = create_app(make_settings(**NO_LIMITS))
     async with running(app) as client:
-        with kill_at_statement(app_engine(app), postgres_dsn, statement) as killed:
+        with kill_at_statement(
+            app_engine(app), postgres_dsn, "INSERT INTO verifications"
+        ) as killed:
             sent = await client.post(SEND, json={"phone": KG_PHONE})
         assert killed
         assert sent.status_code == 503, sent.text
         assert sent.json() == {"success": False, "detail": MSG_DATABASE_UNAVAILABLE}
+        assert start.call_count == 0
         assert await rows(db_engine, "verifications") == []
 
         await _send(client)
         assert (await _verify(client)).status_code == 200
         assert len(await rows(db_engine, "users")) == 1
+
+
+@pytest.mark.postgres
+async def test_connection_killed_while_storing_the_sid_of_a_sent_code(
+    make_settings: SettingsFactory,
+    db_engine: AsyncEngine,
+    postgres_dsn: str,
+    twilio: respx.MockRouter,
+    app_logs: Records,
+) -> None:
+    """Twilio texted the code and the write of its sid failed: the code still logs in,
+    checked by number, since its row was stored before Twilio was asked."""
+    stateful = StatefulTwilio(twilio, CODE)
+    app = create_app(make_settings(**NO_LIMITS))
+    logging.getLogger("app").addHandler(app_logs)
+    async with running(app) as client:
+        with kill_at_statement(
+            app_engine(app), postgres_dsn, "WITH expired_other_pending"
+        ) as killed:
+            sent = await client.post(SEND, json={"phone": KG_PHONE})
+        assert killed
+        assert sent.status_code == 200, sent.text
+        assert stateful.start_route.call_count == 1
+        [row] = await rows(db_engine, "verifications")
+        assert (row["status"], row["provider_sid"], row["failed_attempts"]) == ("pending", "", 0)
+        [error] = [m for m in app_logs.at(logging.ERROR) if "could not be stored" in m]
+        assert "+996*****3456" in error
+        assert KG_PHONE not in error
+
+        assert (await _verify(client, code="000000")).status_code == 400
+        verified = await _verify(client)
+        assert verified.status_code == 200, verified.text
+        assert verified.json()["is_new_user"] is True
+        assert form(stateful.check_route.calls.last.request) == {"To": KG_PHONE, "Code": CODE}
+        [row] = await rows(db_engine, "verifications")
+        assert (row["status"], row["failed_attempts"]) == ("approved", 1)
+
+        # The next send replaces it as any pending code.
+        await _send(client)
+        statuses = [row["status"] for row in await rows(db_engine, "verifications")]
+        assert statuses == ["approved", "pending"]
 
 
 @pytest.mark.postgres

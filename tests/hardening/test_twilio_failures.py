@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -14,7 +15,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.main import Clocks
 from tests.conftest import ClientFactory, FakeClock
-from tests.helpers import ME, PROVIDER_FAILED, SEND, UNAVAILABLE, VERIFY, bearer, verifications
+from tests.helpers import (
+    ME,
+    PROVIDER_FAILED,
+    SEND,
+    UNAVAILABLE,
+    VERIFY,
+    Records,
+    bearer,
+    verifications,
+)
 from tests.twilio_fixtures import (
     CHECK_PATH,
     START_PATH,
@@ -23,6 +33,7 @@ from tests.twilio_fixtures import (
     mock_start,
     new_sid,
     started,
+    twilio_error,
 )
 
 DEADLINE = 0.5
@@ -283,3 +294,71 @@ async def test_twilio_outage_during_verify_does_not_lock_the_code(
         assert verified.status_code == 200, verified.text
         me = await client.get(ME, headers=bearer(verified.json()["access_token"]))
         assert me.status_code == 200
+
+
+UNMAPPED_4XX = {
+    "400-json": twilio_error(21610, 400),
+    "403-json": twilio_error(60999, 403),
+    "404-html": httpx.Response(404, html="<html><body>Not Found</body></html>"),
+}
+
+
+@pytest.mark.parametrize("answer", list(UNMAPPED_4XX), ids=list(UNMAPPED_4XX))
+async def test_unmapped_4xx_answers_502_and_never_opens_the_circuit(
+    client_for: ClientFactory,
+    twilio: respx.MockRouter,
+    clock: FakeClock,
+    app_logs: Records,
+    answer: str,
+) -> None:
+    """One odd number must not fail fast for everyone: Twilio answered, so it is up."""
+    start = twilio.post(START_PATH).mock(return_value=UNMAPPED_4XX[answer])
+    async with client_for(clocks=Clocks(monotonic=clock), **FAST) as client:
+        for n in range(2 * FAILURES):
+            refused = await client.post(SEND, json={"phone": f"+120255501{n:02d}"})
+            assert refused.status_code == 502, refused.text
+            assert refused.json() == {"success": False, "detail": PROVIDER_FAILED}
+        assert start.call_count == 2 * FAILURES, "every request reached Twilio"
+        assert _circuit_gauge((await client.get("/metrics")).text) == 0
+        mock_start(twilio)
+        after = await client.post(SEND, json={"phone": "+12025550150"})
+        assert after.status_code == 200, after.text
+    code = UNMAPPED_4XX[answer].json()["code"] if answer.endswith("json") else None
+    logged = [m for m in app_logs.at(logging.WARNING) if "does not map" in m]
+    assert len(logged) == 2 * FAILURES
+    assert f"Twilio code {code}" in logged[0]
+    assert "+12025550100" not in logged[0]
+
+
+async def test_unmapped_4xx_on_check_leaves_the_circuit_closed_and_the_attempt(
+    client_for: ClientFactory, twilio: respx.MockRouter, clock: FakeClock, db_engine: AsyncEngine
+) -> None:
+    mock_start(twilio)
+    check = twilio.post(CHECK_PATH).mock(return_value=twilio_error(60999, 400))
+    body = {"phone": "+996555123456", "verification_code": "123456"}
+    async with client_for(clocks=Clocks(monotonic=clock), **FAST) as client:
+        assert (await client.post(SEND, json={"phone": body["phone"]})).status_code == 200
+        for _ in range(FAILURES + 1):
+            refused = await client.post(VERIFY, json=body)
+            assert refused.status_code == 502, refused.text
+            assert refused.json() == {"detail": PROVIDER_FAILED}
+        assert check.call_count == FAILURES + 1
+        mock_check(twilio)
+        verified = await client.post(VERIFY, json=body)
+        assert verified.status_code == 200, verified.text
+
+
+async def test_as_many_5xx_as_unmapped_4xx_open_the_circuit(
+    client_for: ClientFactory, twilio: respx.MockRouter, clock: FakeClock
+) -> None:
+    """The counterpart of the 4xx tests: the same run of 5xx opens the circuit."""
+    start = twilio.post(START_PATH).mock(return_value=twilio_error(20500, 500))
+    async with client_for(clocks=Clocks(monotonic=clock), **FAST) as client:
+        for n in range(FAILURES):
+            assert (
+                await client.post(SEND, json={"phone": f"+120255501{n:02d}"})
+            ).status_code == 502
+        mock_start(twilio)
+        _open(await client.post(SEND, json={"phone": "+12025550150"}), RESET)
+        assert start.call_count == FAILURES
+        assert _circuit_gauge((await client.get("/metrics")).text) == 1

@@ -155,6 +155,39 @@ async def test_a_used_verification_stores_nothing(
     assert await verifications(db_engine) == [before]
 
 
+@pytest.mark.parametrize("status", ["expired", "failed"])
+async def test_a_finished_verification_stores_nothing(
+    db_engine: AsyncEngine, one_statement: bool, status: str
+) -> None:
+    """Replaced by a newer code, or failed: its approval is not a login."""
+    phone = parse_phone(KG_PHONE)
+    finished = await add_verification(db_engine, phone, status=status)
+
+    stored = await store(db_engine, login_values(finished, phone, utcnow()), one_statement)
+
+    assert stored is None
+    assert await users(db_engine) == []
+    assert await writes_of_logins(db_engine) == (0, 0, 0)
+
+
+async def test_an_approval_stands_on_a_row_a_concurrent_wrong_code_locked(
+    db_engine: AsyncEngine, one_statement: bool
+) -> None:
+    """The right code took attempt 4, a wrong one attempt 5 and locked the row before
+    Twilio's approval came back: the approval came from a counted attempt."""
+    phone = parse_phone(KG_PHONE)
+    locked = await add_verification(db_engine, phone, status="locked", failed_attempts=5)
+
+    stored = await store(db_engine, login_values(locked, phone, utcnow()), one_statement)
+
+    assert stored is not None
+    assert stored.created is True
+    assert [row.phone for row in await users(db_engine)] == [KG_PHONE]
+    assert await writes_of_logins(db_engine) == (1, 1, 1)
+    [row] = await verifications(db_engine)
+    assert (row.status, row.failed_attempts) == ("approved", 4)
+
+
 async def test_a_verification_stores_one_login_only(
     db_engine: AsyncEngine, one_statement: bool
 ) -> None:

@@ -10,8 +10,19 @@ import respx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.conftest import ClientFactory
-from tests.helpers import KG_PHONE, SEND, US_PHONE, verifications
-from tests.twilio_fixtures import ACCOUNT_SID, AUTH_TOKEN, START_PATH, basic_auth, form, mock_start
+from tests.helpers import CODE, KG_PHONE, SEND, US_PHONE, VERIFY, verifications
+from tests.twilio_fixtures import (
+    ACCOUNT_SID,
+    AUTH_TOKEN,
+    START_PATH,
+    VERIFICATION_SID,
+    basic_auth,
+    form,
+    mock_check,
+    mock_start,
+    started,
+    twilio_error,
+)
 
 
 def sent_body(phone: str, market: str, language: str) -> dict[str, object]:
@@ -104,3 +115,64 @@ async def test_differently_formatted_numbers_are_one_person(
     assert [row.phone for row in rows] == [KG_PHONE] * 3
     # A new code replaces the pending one.
     assert [row.status for row in rows] == ["expired", "expired", "pending"]
+
+
+async def test_the_row_is_stored_before_twilio_texts_the_code(
+    client: httpx.AsyncClient, twilio: respx.MockRouter, db_engine: AsyncEngine
+) -> None:
+    """So that a code that went out can always be checked, whatever fails after."""
+    seen_by_twilio: list[tuple[str, str, int]] = []
+
+    async def start(request: httpx.Request) -> httpx.Response:
+        seen_by_twilio.extend(
+            (r.status, r.provider_sid, r.failed_attempts) for r in await verifications(db_engine)
+        )
+        return started(KG_PHONE, sid=VERIFICATION_SID)
+
+    twilio.post(START_PATH).mock(side_effect=start)
+    sent = await client.post(SEND, json={"phone": KG_PHONE})
+
+    assert sent.status_code == 200, sent.text
+    assert seen_by_twilio == [("pending", "", 0)]
+    [row] = await verifications(db_engine)
+    assert (row.status, row.provider_sid) == ("pending", VERIFICATION_SID)
+
+
+async def test_a_code_twilio_refused_to_send_leaves_the_pending_one(
+    client_for: ClientFactory, twilio: respx.MockRouter, db_engine: AsyncEngine
+) -> None:
+    """The row stored before asking goes again: the code the person holds still works."""
+    start = mock_start(twilio)
+    check = mock_check(twilio)
+    async with client_for(rate_limit_enabled=False) as client:
+        assert (await client.post(SEND, json={"phone": KG_PHONE})).status_code == 200
+        [before] = await verifications(db_engine)
+        start.mock(return_value=twilio_error(60410, 403))
+        assert (await client.post(SEND, json={"phone": KG_PHONE})).status_code == 403
+        assert await verifications(db_engine) == [before]
+
+        verified = await client.post(VERIFY, json={"phone": KG_PHONE, "verification_code": CODE})
+        assert verified.status_code == 200, verified.text
+    assert form(check.calls.last.request)["VerificationSid"] == before.provider_sid
+
+
+async def test_a_resend_twilio_answers_with_the_pending_sid_keeps_its_row(
+    client_for: ClientFactory, twilio: respx.MockRouter, db_engine: AsyncEngine
+) -> None:
+    """Twilio resends the pending code under its sid: the row and its spent attempts stay."""
+    twilio.post(START_PATH).mock(return_value=started(KG_PHONE, sid=VERIFICATION_SID))
+    mock_check(twilio, "pending")
+    async with client_for(rate_limit_enabled=False) as client:
+        assert (await client.post(SEND, json={"phone": KG_PHONE})).status_code == 200
+        wrong = await client.post(VERIFY, json={"phone": KG_PHONE, "verification_code": CODE})
+        assert wrong.status_code == 400
+        [first] = await verifications(db_engine)
+        assert (await client.post(SEND, json={"phone": KG_PHONE})).status_code == 200
+
+    [row] = await verifications(db_engine)
+    assert (row.id, row.status, row.provider_sid, row.failed_attempts) == (
+        first.id,
+        "pending",
+        VERIFICATION_SID,
+        1,
+    )

@@ -23,6 +23,7 @@ from app.services.verification.exceptions import (
     ProviderError,
     ProviderMisconfigured,
     ProviderRateLimited,
+    ProviderRefusedRequest,
     ProviderRejectedNumber,
     ProviderUnavailable,
 )
@@ -341,12 +342,12 @@ async def test_start_uses_recorded_60203_body(
     assert caught.value.provider_code == 60203
 
 
-async def test_unknown_twilio_error_on_start_is_unavailable(
+async def test_unknown_twilio_error_on_start_is_a_refused_request(
     adapter: TwilioVerifyClient, twilio_api: respx.MockRouter
 ) -> None:
     twilio_api.post(START_PATH).mock(return_value=twilio_error(12345, 400))
 
-    with pytest.raises(ProviderUnavailable) as caught:
+    with pytest.raises(ProviderRefusedRequest) as caught:
         await adapter.start(start_request())
 
     assert caught.value.provider_code == 12345
@@ -370,7 +371,7 @@ async def test_401_without_a_code_is_a_misconfiguration(
         pytest.param(20003, 401, ProviderMisconfigured, id="20003-auth"),
         pytest.param(60223, 400, ProviderMisconfigured, id="60223-channel-disabled"),
         pytest.param(21608, 400, ProviderMisconfigured, id="21608-trial"),
-        pytest.param(60410, 403, ProviderUnavailable, id="60410-unexpected-on-check"),
+        pytest.param(60410, 403, ProviderRefusedRequest, id="60410-unexpected-on-check"),
         pytest.param(20500, 500, ProviderUnavailable, id="20500-internal"),
     ],
 )
@@ -625,7 +626,6 @@ async def test_429_with_another_code_is_not_retried(
         pytest.param(httpx.Response(201, json={"status": "pending"}), id="201-without-sid"),
         pytest.param(httpx.Response(201, json={"sid": ""}), id="201-empty-sid"),
         pytest.param(httpx.Response(201, json={"sid": 12345}), id="201-sid-not-a-string"),
-        pytest.param(httpx.Response(429, json={"message": "slow down"}), id="429-without-code"),
     ],
 )
 async def test_start_answer_that_is_not_twilios_json_is_unavailable(
@@ -669,6 +669,25 @@ async def test_non_json_answer_keeps_the_decoding_error_as_cause(
     assert isinstance(caught.value.__cause__, ValueError)
 
 
+@pytest.mark.parametrize(
+    "response",
+    [
+        pytest.param(httpx.Response(429, json={"message": "slow down"}), id="429-without-code"),
+        pytest.param(httpx.Response(400, text="Bad Request"), id="400-not-json"),
+        pytest.param(httpx.Response(403, json=["refused"]), id="403-json-list"),
+    ],
+)
+async def test_unmapped_4xx_answer_is_a_refused_request(
+    adapter: TwilioVerifyClient, twilio_api: respx.MockRouter, response: httpx.Response
+) -> None:
+    route = twilio_api.post(START_PATH).mock(return_value=response)
+
+    with pytest.raises(ProviderRefusedRequest):
+        await adapter.start(start_request())
+
+    assert route.call_count == 1
+
+
 async def test_error_code_that_is_a_bool_is_not_a_code(
     adapter: TwilioVerifyClient, twilio_api: respx.MockRouter
 ) -> None:
@@ -676,7 +695,7 @@ async def test_error_code_that_is_a_bool_is_not_a_code(
         return_value=httpx.Response(400, json={"code": True, "status": 400})
     )
 
-    with pytest.raises(ProviderUnavailable) as caught:
+    with pytest.raises(ProviderRefusedRequest) as caught:
         await adapter.start(start_request())
 
     assert caught.value.provider_code is None

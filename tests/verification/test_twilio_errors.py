@@ -250,20 +250,23 @@ async def _verify(client: httpx.AsyncClient) -> httpx.Response:
     ],
 )
 async def test_check_of_a_verification_twilio_no_longer_has_is_invalid_code(
-    client: httpx.AsyncClient, twilio: respx.MockRouter, answer: httpx.Response
+    client: httpx.AsyncClient,
+    twilio: respx.MockRouter,
+    db_engine: AsyncEngine,
+    answer: httpx.Response,
 ) -> None:
     await _send(client, twilio)
     check = twilio.post(CHECK_PATH).mock(return_value=answer)
 
-    first = await _verify(client)
-    again = await _verify(client)
+    answers = [await _verify(client) for _ in range(7)]
 
-    assert first.status_code == 400
-    assert first.json() == INVALID_CODE
-    # The verification is finished: asking again does not reach Twilio.
-    assert again.status_code == 400
-    assert again.json() == INVALID_CODE
-    assert check.call_count == 1
+    assert [(a.status_code, a.json()) for a in answers] == [(400, INVALID_CODE)] * 7
+    # The row is left pending (the answer a second check of an approved code gets, whose
+    # login may be being stored): each check spends an attempt, and once they are all
+    # spent Twilio is not asked again.
+    assert check.call_count == 5
+    [row] = await verifications(db_engine)
+    assert (row.status, row.failed_attempts) == ("pending", 5)
 
 
 @pytest.mark.parametrize(

@@ -46,9 +46,14 @@ USER_COLUMNS = ("id", "phone", "name", "full_name", "market", "is_active", "is_v
 _USER = [_U.c[name] for name in USER_COLUMNS]
 
 # The approved check's row marked used; the attempt it took was not a failed one.
+# A row locked meanwhile (a concurrent wrong code took the last attempt) is taken
+# too: the approval came from one of its counted attempts.
 _MARK_APPROVED = (
     update(_V)
-    .where(_V.c.id == bindparam("b_id"), _V.c.status == VerificationStatus.PENDING.value)
+    .where(
+        _V.c.id == bindparam("b_id"),
+        _V.c.status.in_([VerificationStatus.PENDING.value, VerificationStatus.LOCKED.value]),
+    )
     .values(
         status=VerificationStatus.APPROVED.value,
         updated_at=bindparam("b_now"),

@@ -69,7 +69,13 @@ class ProviderError(AppError):
 
 
 class ProviderUnavailable(ProviderError):
-    """The provider failed or answered something unusable: 5xx, timeout, bad body."""
+    """The provider failed: a 5xx, a timeout, a connection error, or a 2xx it could not
+    read. The only failure the circuit breaker counts."""
+
+
+class ProviderRefusedRequest(ProviderError):
+    """A 4xx the service does not map: about this request, not an outage (502; the
+    circuit breaker does not count it, and the log names the provider's code)."""
 
 
 class ProviderMisconfigured(ProviderError):

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
 
-from sqlalchemy import Connection, bindparam, delete, exists, insert, literal_column, select, update
+from sqlalchemy import Connection, Update, bindparam, delete, exists, insert, select, update
 from sqlalchemy.engine import CursorResult
 
 from app.core.database import UnitOfWork
@@ -24,57 +24,53 @@ from app.models.verification import Verification, VerificationStatus
 _V = table_of(Verification)
 _PENDING = VerificationStatus.PENDING.value
 
+# The sid of a row stored before the provider answered: its code, if one went out,
+# is checked by number (`VerificationRepository.reserve`).
+UNSENT_SID = ""
+
+_INSERT_RESERVED = insert(_V).returning(_V.c.id)
+# A pending row with the sid the provider answered, other than the reserved one: a
+# resend within its window, whose row and spent attempts stay.
+_PENDING_WITH_SID = select(_V.c.id).where(
+    _V.c.phone == bindparam("b_phone"),
+    _V.c.provider_sid == bindparam("b_sid"),
+    _V.c.status == _PENDING,
+    _V.c.id != bindparam("b_id"),
+)
 _EXPIRE_OTHER_PENDING = (
     update(_V)
     .where(
         _V.c.phone == bindparam("b_phone"),
         _V.c.status == _PENDING,
         _V.c.provider_sid != bindparam("b_sid"),
+        _V.c.id != bindparam("b_id"),
     )
     .values(status=VerificationStatus.EXPIRED.value, updated_at=bindparam("b_now"))
 )
-_NEW_ROW_COLUMNS = (
-    "phone",
-    "market",
-    "channel",
-    "provider",
-    "provider_sid",
-    "code_hash",
-    "status",
-    "failed_attempts",
-    "created_at",
-    "expires_at",
-    "updated_at",
+_SET_SID = (
+    update(_V)
+    .where(_V.c.id == bindparam("b_id"))
+    .values(
+        provider_sid=bindparam("b_sid"),
+        code_hash=bindparam("b_code_hash"),
+        updated_at=bindparam("b_now"),
+    )
 )
-# A new pending row, unless the provider answered with the sid of a pending one
-# (a resend within its window): that row and its spent attempts stay.
-_INSERT_UNLESS_PENDING = insert(_V).from_select(
-    list(_NEW_ROW_COLUMNS),
-    select(
-        bindparam("b_phone", type_=_V.c.phone.type),
-        bindparam("b_market", type_=_V.c.market.type),
-        bindparam("b_channel", type_=_V.c.channel.type),
-        bindparam("b_provider", type_=_V.c.provider.type),
-        bindparam("b_sid", type_=_V.c.provider_sid.type),
-        bindparam("b_code_hash", type_=_V.c.code_hash.type),
-        literal_column(f"'{_PENDING}'", _V.c.status.type),
-        literal_column("0", _V.c.failed_attempts.type),
-        bindparam("b_now", type_=_V.c.created_at.type),
-        bindparam("b_expires_at", type_=_V.c.expires_at.type),
-        bindparam("b_now", type_=_V.c.updated_at.type),
-    ).where(
-        ~exists().where(
-            _V.c.phone == bindparam("b_phone"),
-            _V.c.provider_sid == bindparam("b_sid"),
-            _V.c.status == _PENDING,
-        )
-    ),
-)
-# PostgreSQL does both in one statement (a data-modifying WITH), so that it
-# can run as one autocommitted round trip; the WITH runs on the same snapshot.
-_RECORD_STARTED_PG = _INSERT_UNLESS_PENDING.add_cte(
-    _EXPIRE_OTHER_PENDING.returning(_V.c.id).cte("expired_other_pending")
-)
+_DELETE_RESERVED = delete(_V).where(_V.c.id == bindparam("b_id"), _V.c.provider_sid == UNSENT_SID)
+
+
+def _build_record_started_pg() -> Update:
+    """The three writes of `record_started` as one statement: PostgreSQL runs a
+    data-modifying WITH on one snapshot, in one autocommitted round trip."""
+    kept = _PENDING_WITH_SID.cte("kept_verification")
+    expired = _EXPIRE_OTHER_PENDING.returning(_V.c.id).cte("expired_other_pending")
+    dropped = (
+        _DELETE_RESERVED.where(exists(select(kept.c.id))).returning(_V.c.id).cte("dropped_reserved")
+    )
+    return _SET_SID.where(~exists(select(kept.c.id))).add_cte(expired, dropped)
+
+
+_RECORD_STARTED_PG = _build_record_started_pg()
 
 _NEWEST_ID = (
     select(_V.c.id)
@@ -141,19 +137,18 @@ class NoAttempt(Enum):
     """Why no attempt could be taken on a number's newest verification."""
 
     NO_CODE = "no pending code"  # none, used, expired or failed
-    LOCKED = "every attempt spent"
+    LOCKED = "locked by wrong codes"
+    IN_FLIGHT = "every attempt taken by checks still in flight"
 
 
 @dataclass(frozen=True, slots=True)
 class NewVerification:
-    """A verification the provider started."""
+    """A verification about to be started."""
 
     phone: str
     market: str
     channel: str
     provider: str
-    provider_sid: str
-    code_hash: str | None
     ttl: timedelta
 
 
@@ -163,29 +158,57 @@ class VerificationRepository:
     def __init__(self, uow: UnitOfWork) -> None:
         self._uow = uow
 
-    async def record_started(self, new: NewVerification) -> None:
-        """Store a started verification; it replaces the pending ones of the number.
-
-        PostgreSQL: one statement. SQLite: two statements in one transaction.
-        """
+    async def reserve(self, new: NewVerification) -> int:
+        """Store a pending row before the provider is asked to send, so that a code
+        that goes out can always be checked; its id. One statement."""
         now = utcnow()
+        row = await self._uow.commit_statement_now(
+            _INSERT_RESERVED,
+            {
+                "phone": new.phone,
+                "market": new.market,
+                "channel": new.channel,
+                "provider": new.provider,
+                "provider_sid": UNSENT_SID,
+                "code_hash": None,
+                "status": _PENDING,
+                "failed_attempts": 0,
+                "created_at": now,
+                "expires_at": now + new.ttl,
+                "updated_at": now,
+            },
+        )
+        assert row is not None
+        return int(row[0])
+
+    async def discard(self, verification_id: int) -> None:
+        """Remove a reserved row whose code the provider did not send."""
+        await self._uow.commit_statement_now(_DELETE_RESERVED, {"b_id": verification_id})
+
+    async def record_started(
+        self, verification_id: int, phone: str, sid: str, code_hash: str | None
+    ) -> None:
+        """Give the reserved row the provider's sid; it replaces the number's other
+        pending codes. When the sid is that of a pending row (a resend within its
+        window), that row and its spent attempts stay and the reserved one goes.
+
+        PostgreSQL: one statement. SQLite: up to three in one transaction.
+        """
         params = {
-            "b_phone": new.phone,
-            "b_market": new.market,
-            "b_channel": new.channel,
-            "b_provider": new.provider,
-            "b_sid": new.provider_sid,
-            "b_code_hash": new.code_hash,
-            "b_now": now,
-            "b_expires_at": now + new.ttl,
+            "b_id": verification_id,
+            "b_phone": phone,
+            "b_sid": sid,
+            "b_code_hash": code_hash,
+            "b_now": utcnow(),
         }
         if self._uow.dialect == "postgresql":
             await self._uow.commit_statement_now(_RECORD_STARTED_PG, params)
             return
 
         def record(connection: Connection) -> None:
+            kept = connection.execute(_PENDING_WITH_SID, params).first() is not None
             connection.execute(_EXPIRE_OTHER_PENDING, params)
-            connection.execute(_INSERT_UNLESS_PENDING, params)
+            connection.execute(_DELETE_RESERVED if kept else _SET_SID, params)
 
         await self._uow.committed_now(record)
 
@@ -194,7 +217,8 @@ class VerificationRepository:
 
         Counting the attempt before asking the provider bounds the checks per
         code even when many requests arrive at the same moment. When none can
-        be taken, say why; an expired pending row is marked expired on the way.
+        be taken, say why. Nothing is written then: a late request must not
+        finish a row whose approval another request is storing.
         """
         now = utcnow()
         params = {"b_phone": phone, "b_max_attempts": max_attempts, "b_now": now}
@@ -204,18 +228,15 @@ class VerificationRepository:
         newest = await self._uow.commit_statement_now(_NEWEST, {"b_phone": phone})
         if newest is None:
             return NoAttempt.NO_CODE
-        row_id, status, expires_at, failed_attempts = newest
+        _, status, expires_at, failed_attempts = newest
         if status == VerificationStatus.LOCKED:
             return NoAttempt.LOCKED
-        if status != VerificationStatus.PENDING:
-            return NoAttempt.NO_CODE
-        if expires_at <= now:
-            await self.finish(row_id, VerificationStatus.EXPIRED)
+        if status != VerificationStatus.PENDING or expires_at <= now:
             return NoAttempt.NO_CODE
         if failed_attempts >= max_attempts:
-            # Spent or in flight. The row is locked by the check that fails last,
-            # not here: one in flight may still be the right code.
-            return NoAttempt.LOCKED
+            # The row is locked by the check that fails last, not here: one in
+            # flight may still be the right code.
+            return NoAttempt.IN_FLIGHT
         # The newest row changed between the two statements (a new code was sent):
         # try once more on the new one.
         reserved = await self._uow.commit_statement_now(_SPEND_ATTEMPT, params)

@@ -5,6 +5,11 @@ attempt before the provider is asked (`VerificationRepository.spend_attempt`),
 so concurrent guesses cannot exceed it; a check the provider gave no verdict
 on gets its attempt back; the wrong guess that spends the last attempt locks
 the code (429 until a new one is sent).
+
+Concurrent submits of one code (a double tap) end in one login: the provider
+approves the first correct check and answers the later ones "not found", which
+is a 400 that leaves the row alone, so that the approval can still be stored;
+a request that finds every attempt taken by checks in flight is a 400 too.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from typing import NoReturn
 
 from app.core.config import Settings
 from app.core.database import UnitOfWork
-from app.core.errors import AppError, FieldErrors
+from app.core.errors import DATABASE_DOWN_ERRORS, AppError, FieldErrors
 from app.core.markets import Market
 from app.core.metrics import Metrics
 from app.core.phone import Phone
@@ -31,6 +36,7 @@ from app.services.verification.exceptions import (
     ProviderMisconfigured,
     ProviderNotConfigured,
     ProviderRateLimited,
+    ProviderRefusedRequest,
     ProviderRejectedNumber,
 )
 from app.services.verification.providers.base import (
@@ -169,6 +175,18 @@ class VerificationService:
         channel: str,
         client_ip: str | None,
     ) -> None:
+        repository = VerificationRepository(uow)
+        # Stored first: a code that went out can then always be checked, even when
+        # the write after the provider's answer fails.
+        reserved = await repository.reserve(
+            NewVerification(
+                phone=phone.e164,
+                market=market.name,
+                channel=channel,
+                provider=provider.name,
+                ttl=timedelta(minutes=market.settings.code_ttl_minutes),
+            )
+        )
         request = StartRequest(
             phone=phone.e164, channel=channel, locale=market.settings.language, device_ip=client_ip
         )
@@ -176,18 +194,20 @@ class VerificationService:
             result = await provider.start(request)
         except ProviderError as exc:
             _log_provider_failure(exc, "send", phone)
+            await repository.discard(reserved)
             raise
-        await VerificationRepository(uow).record_started(
-            NewVerification(
-                phone=phone.e164,
-                market=market.name,
-                channel=channel,
-                provider=provider.name,
-                provider_sid=result.sid,
-                code_hash=result.code_hash,
-                ttl=timedelta(minutes=market.settings.code_ttl_minutes),
+        try:
+            await repository.record_started(reserved, phone.e164, result.sid, result.code_hash)
+        except DATABASE_DOWN_ERRORS as exc:
+            if result.code_hash is not None:
+                raise  # a code this service checks itself cannot be checked without it
+            # The code went out and its row is pending: it is checked by number.
+            logger.error(
+                "Verification sent to %s but its sid could not be stored (%s): "
+                "its code will be checked by number",
+                phone.masked,
+                type(getattr(exc, "orig", None) or exc).__name__,
             )
-        )
         logger.info(
             "Verification sent: market=%s channel=%s phone=%s", market.name, channel, phone.masked
         )
@@ -198,7 +218,7 @@ class VerificationService:
         spent = await repository.spend_attempt(phone.e164, self._max_attempts)
         if spent is NoAttempt.LOCKED:
             raise CodeLocked()
-        if spent is NoAttempt.NO_CODE:
+        if isinstance(spent, NoAttempt):
             raise InvalidCode()
         return spent
 
@@ -218,7 +238,9 @@ class VerificationService:
             raise InvalidCode()
         try:
             outcome = await provider.check(
-                CheckRequest(sid=row.provider_sid, code=code, code_hash=row.code_hash)
+                CheckRequest(
+                    sid=row.provider_sid, code=code, code_hash=row.code_hash, phone=phone.e164
+                )
             )
         except ProviderError as exc:
             # The provider gave no verdict: the attempt is not the person's to lose.
@@ -234,7 +256,9 @@ class VerificationService:
             )
             raise CodeLocked()
         if outcome is CheckOutcome.NOT_FOUND:
-            await repository.finish(row.id, VerificationStatus.EXPIRED)
+            # Also the answer to a second check of an approved code, whose approval
+            # another request may be storing right now: the row is left as it is
+            # (its attempt stays spent; its expiry and attempts still bound it).
             logger.info(
                 "Verification unknown to provider: market=%s phone=%s", market.name, phone.masked
             )
@@ -273,6 +297,14 @@ def _log_provider_failure(exc: ProviderError, operation: str, phone: Phone) -> N
         )
     elif isinstance(exc, ProviderCircuitOpen):
         logger.warning("Twilio circuit open: %s refused for %s", operation, phone.masked)
+    elif isinstance(exc, ProviderRefusedRequest):
+        logger.warning(
+            "Twilio refused %s for %s with an error the service does not map (Twilio code %s): %s",
+            operation,
+            phone.masked,
+            code,
+            exc.reason,
+        )
     elif isinstance(exc, ProviderRateLimited):
         logger.info(
             "Twilio rate limit (Twilio code %s) on %s for %s", code, operation, phone.masked

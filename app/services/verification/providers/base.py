@@ -37,11 +37,13 @@ class StartResult:
 
 @dataclass(frozen=True, slots=True)
 class CheckRequest:
-    """A code to check against a started verification."""
+    """A code to check against a started verification: the one named `sid`, or when
+    the sid is empty (never stored), the newest pending one of `phone`."""
 
     sid: str
     code: str
     code_hash: str | None = None
+    phone: str | None = None
 
 
 class VerifyProvider(Protocol):

@@ -1,7 +1,8 @@
 """A circuit breaker around a provider: after repeated failures, fail fast for a while.
 
 When Twilio is down every request would otherwise wait for timeouts and
-retries; after `failures` consecutive failures calls fail at once (503 with
+retries; after `failures` consecutive failures (5xx, timeouts, connection
+errors: `ProviderUnavailable`) calls fail at once (503 with
 Retry-After) for `reset_seconds`, then one request at a time probes Twilio
 until one succeeds.
 """
@@ -83,7 +84,9 @@ class CircuitBreaker:
             self._failed(probe)
             raise
         except ProviderError:
-            self._succeeded(probe)  # Twilio answered: it is up, the request was refused.
+            # Twilio answered (a 4xx, mapped or not): it is up, this request was refused.
+            # Counting it would let one odd number open the circuit for everyone.
+            self._succeeded(probe)
             raise
         except BaseException:
             self._release(probe)

@@ -25,6 +25,7 @@ from app.services.verification.exceptions import (
     ProviderBlocked,
     ProviderMisconfigured,
     ProviderRateLimited,
+    ProviderRefusedRequest,
     ProviderRejectedNumber,
     ProviderUnavailable,
 )
@@ -147,7 +148,12 @@ class TwilioVerifyClient:
 
     async def check(self, request: CheckRequest) -> CheckOutcome:
         """Check a code against the verification `request.sid`."""
-        form = {"VerificationSid": request.sid, "Code": request.code}
+        if request.sid:
+            form = {"VerificationSid": request.sid, "Code": request.code}
+        elif request.phone:
+            form = {"To": request.phone, "Code": request.code}
+        else:
+            return CheckOutcome.NOT_FOUND
         status, body = await self._post_with_retries(self._check_url, form, "check")
         if status in (200, 201):
             verdict = body.get("status")
@@ -219,12 +225,12 @@ class TwilioVerifyClient:
             body = response.json()
         except ValueError as exc:
             self._observe(operation, started, str(status), "not_json")
-            raise ProviderUnavailable(
-                f"{operation}: HTTP {status} with a body that is not JSON"
+            raise _unusable(
+                status, f"{operation}: HTTP {status} with a body that is not JSON"
             ) from exc
         if not isinstance(body, dict):
             self._observe(operation, started, str(status), "not_json")
-            raise ProviderUnavailable(f"{operation}: HTTP {status} with a JSON body not an object")
+            raise _unusable(status, f"{operation}: HTTP {status} with a JSON body not an object")
         code = _error_code(body)
         self._observe(
             operation, started, str(status), None if status < 400 else str(code or status)
@@ -268,7 +274,16 @@ def _raise_common_error(
         raise ProviderMisconfigured(reason, provider_code=code)
     if body is not None:
         reason = f"{operation}: {_describe(status, body)}"
-    raise ProviderUnavailable(reason, provider_code=code)
+    raise _unusable(status, reason, code)
+
+
+def _unusable(
+    status: int, reason: str, code: int | None = None
+) -> ProviderRefusedRequest | ProviderUnavailable:
+    """A 4xx is about this request; anything else unusable is Twilio failing."""
+    if 400 <= status < 500:
+        return ProviderRefusedRequest(reason, provider_code=code)
+    return ProviderUnavailable(reason, provider_code=code)
 
 
 def _error_code(body: dict[str, Any]) -> int | None:
