@@ -119,11 +119,6 @@ class RateLimiter:
         """Whether limits are shared between processes (Redis)."""
         return self._shared
 
-    @property
-    def degraded(self) -> bool:
-        """Whether Redis cannot be reached, so that the limits are this process's own."""
-        return self._degraded
-
     async def _on_redis(self, call: Callable[[RedisWindows], Awaitable[T]]) -> T:
         """`call` on Redis, waiting for a connection as long as it takes; raises
         `_Unreachable` when the in-process windows must answer instead.
