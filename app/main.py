@@ -117,6 +117,7 @@ async def _process_state(
         settings.rate_limit_key_prefix,
         max_connections=settings.rate_limit_redis_max_connections,
         clock=clocks.wall,
+        metrics=metrics,
     )
     limits = LoginLimits(settings, limiter, metrics)
     primary = create_provider(settings, http_client, hasher, metrics, clocks)

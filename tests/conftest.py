@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -31,7 +32,7 @@ from alembic import command
 from app.core.config import Settings
 from app.main import Clocks, create_app
 from app.models.metadata import metadata
-from tests.helpers import Records
+from tests.helpers import Records, ThrowawayRedis, free_port
 from tests.twilio_fixtures import (
     ACCOUNT_SID,
     AUTH_TOKEN,
@@ -251,6 +252,20 @@ async def key_prefix(redis_url: str) -> AsyncIterator[str]:
             await client.delete(*keys)
     finally:
         await client.aclose()
+
+
+@pytest.fixture
+def throwaway_redis(tmp_path: Path) -> Iterator[ThrowawayRedis]:
+    """A running `redis-server` of this test alone (skipped without the binary)."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed: cannot stop and restart a Redis")
+    server = ThrowawayRedis(binary, free_port(), tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 # ---------------------------------------------------------------- settings from the environment

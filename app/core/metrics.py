@@ -67,6 +67,23 @@ class Metrics:
             ["limit"],
             registry=registry,
         )
+        self.rate_limit_fallbacks = Counter(
+            "phone_auth_rate_limit_fallbacks_total",
+            "Times Redis could not be reached and the limits fell back to the process's "
+            "memory (once per outage)",
+            registry=registry,
+        )
+        self.rate_limit_storage_degraded = Gauge(
+            "phone_auth_rate_limit_storage_degraded",
+            "1 while Redis cannot be reached and the limits are this process's own, else 0",
+            registry=registry,
+        )
+        self.rate_limit_storage_retries = Counter(
+            "phone_auth_rate_limit_storage_retries_total",
+            "Redis calls of the limits that failed while Redis answered a health ping, "
+            "and were asked again",
+            registry=registry,
+        )
         self.sms_spend = Counter(
             "phone_auth_sms_spend_usd_total",
             "Estimated Twilio spend in USD by market (price per verification from MARKETS)",

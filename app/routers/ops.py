@@ -17,6 +17,7 @@ from app.core.errors import MSG_DATABASE_UNAVAILABLE
 from app.core.request_limits import MSG_MEDIA_TYPE, MSG_TOO_LARGE
 from app.dependencies.ops import MetricsDep, ReadinessDep
 from app.schemas.errors import DetailBody, as_documented, error_response
+from app.services.ops.service import overall
 
 router = APIRouter(tags=["operations"])
 
@@ -35,14 +36,39 @@ async def healthz() -> dict[str, str]:
 @router.get(
     "/readyz",
     summary="Readiness",
-    description="200 when the database answers with migrations at head, the rate-limit "
-    "storage answers (with Redis) and the verification provider is configured; otherwise "
-    "503 naming the failed check. Twilio being down does not make a pod unready.",
+    description="200 when the database answers with migrations at head and the "
+    "verification provider is configured; otherwise 503 naming the failed check. With "
+    "Redis, `rate_limit_storage` is `ok`, or `degraded` while Redis cannot be reached: "
+    "the limits are then the process's own and logins keep working, so the pod stays "
+    "ready (200, `status` `degraded`). Twilio being down does not make a pod unready.",
     responses={
         200: {
             "content": {
                 "application/json": {
-                    "example": {"status": "ok", "checks": {"database": "ok", "provider": "ok"}}
+                    "examples": {
+                        "ready": {
+                            "summary": "Ready",
+                            "value": {
+                                "status": "ok",
+                                "checks": {
+                                    "database": "ok",
+                                    "provider": "ok",
+                                    "rate_limit_storage": "ok",
+                                },
+                            },
+                        },
+                        "degraded": {
+                            "summary": "Ready, with limits per process (Redis unreachable)",
+                            "value": {
+                                "status": "degraded",
+                                "checks": {
+                                    "database": "ok",
+                                    "provider": "ok",
+                                    "rate_limit_storage": "degraded",
+                                },
+                            },
+                        },
+                    }
                 }
             }
         },
@@ -62,9 +88,9 @@ async def healthz() -> dict[str, str]:
 async def readyz(readiness: ReadinessDep) -> JSONResponse:
     """Whether this process can serve logins."""
     checks = await readiness.check()
-    ready = all(state == "ok" for state in checks.values())
-    body: dict[str, Any] = {"status": "ok" if ready else "unavailable", "checks": checks}
-    return JSONResponse(body, status_code=200 if ready else 503)
+    status = overall(checks)
+    body: dict[str, Any] = {"status": status, "checks": checks}
+    return JSONResponse(body, status_code=503 if status == "unavailable" else 200)
 
 
 @router.get("/metrics", include_in_schema=False)

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import logging
-import shutil
-import socket
-import subprocess
 import time
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -18,74 +15,9 @@ import respx
 from app.main import Clocks
 from app.services.limits.windows import REDIS_RETRY_SECONDS
 from tests.conftest import ClientFactory, FakeClock
-from tests.helpers import SEND, free_port
+from tests.helpers import SEND, Records, ThrowawayRedis, free_port
+from tests.ops.conftest import parse_metrics, sample
 from tests.twilio_fixtures import mock_start
-
-
-def _answers(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(16).startswith(b"+PONG")
-    except OSError:
-        return False
-
-
-class ThrowawayRedis:
-    """A `redis-server` of this test alone, on a port of its own, that can be stopped."""
-
-    def __init__(self, binary: str, port: int, directory: Path) -> None:
-        self.binary = binary
-        self.port = port
-        self.directory = directory
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(  # noqa: S603
-            [
-                self.binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.directory),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while not _answers(self.port):
-            assert self.process.poll() is None, "redis-server exited"
-            assert time.monotonic() < deadline, "redis-server did not start in 10s"
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(10)
-        self.process = None
-
-
-@pytest.fixture
-def throwaway_redis(tmp_path: Path) -> Iterator[ThrowawayRedis]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.skip("redis-server is not installed: cannot stop and restart a Redis")
-    server = ThrowawayRedis(binary, free_port(), tmp_path)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 async def _send(client: httpx.AsyncClient, phone: str) -> int:
@@ -148,6 +80,61 @@ async def test_redis_lost_and_back(
         assert await _send(first, "+12025550147") == 200
         assert await _send(second, "+12025550147") == 429, "shared again once Redis is back"
         assert (await second.get("/readyz")).status_code == 200
+
+
+async def test_an_outage_is_logged_and_counted_once_however_many_requests_meet_it(
+    client_for: ClientFactory,
+    twilio: respx.MockRouter,
+    throwaway_redis: ThrowawayRedis,
+    clock: FakeClock,
+    app_logs: Records,
+) -> None:
+    start = mock_start(twilio)
+    settings = {
+        "rate_limit_storage_url": throwaway_redis.url,
+        "rate_limit_key_prefix": f"hardening-{uuid.uuid4().hex}",
+        "rate_limit_send_per_ip": "1000/hour",
+    }
+    phones = (f"+1202555{n:04d}" for n in itertools.count(200))
+    async with client_for(clocks=Clocks(wall=clock), **settings) as client:
+        assert await _send(client, next(phones)) == 200
+        assert _fallback_metrics(await client.get("/metrics")) == (0.0, 0.0)
+
+        throwaway_redis.stop()
+        # Twenty requests meet the outage at once, then more over several retry intervals.
+        at_once = await asyncio.gather(*(_send(client, next(phones)) for _ in range(20)))
+        assert at_once == [200] * 20
+        cooling = next(phones)
+        assert await _send(client, cooling) == 200
+        for _ in range(3):
+            clock.advance(REDIS_RETRY_SECONDS + 1)
+            assert await _send(client, next(phones)) == 200
+            assert await _send(client, cooling) == 429, "the cooldown holds in process"
+        down = _fallback_metrics(await client.get("/metrics"))
+
+        throwaway_redis.start()
+        clock.advance(REDIS_RETRY_SECONDS + 1)
+        assert await _send(client, next(phones)) == 200
+        back = _fallback_metrics(await client.get("/metrics"))
+
+    assert start.call_count == 1 + 20 + 1 + 3 + 1
+    assert down == (1.0, 1.0), "one fallback, and degraded while Redis is down"
+    assert back == (1.0, 0.0), "not degraded once Redis answers"
+    errors = app_logs.at(logging.ERROR, "app.services.limits.windows")
+    assert len(errors) == 1, errors
+    assert errors[0].startswith("Rate-limit storage unreachable (ConnectionError)")
+    assert app_logs.at(logging.WARNING, "app.services.limits.windows") == [
+        "Rate-limit storage reachable again; limits are shared again"
+    ]
+
+
+def _fallback_metrics(answer: httpx.Response) -> tuple[float | None, float | None]:
+    """Fallbacks so far, and whether the limits are on the fallback now."""
+    samples = parse_metrics(answer.text)
+    return (
+        sample(samples, "phone_auth_rate_limit_fallbacks_total"),
+        sample(samples, "phone_auth_rate_limit_storage_degraded"),
+    )
 
 
 async def test_test_redis_url_shared_between_replicas(

@@ -7,12 +7,15 @@ import contextlib
 import logging
 import random
 import time
+from collections.abc import Sequence
 from urllib.parse import urlsplit
 
 import pytest
 import redis.asyncio as redis
 import respx
+from limits.errors import StorageError
 
+from app.core.metrics import Metrics
 from app.services.limits.steps import Step, parse_limits
 from app.services.limits.windows import RateLimiter
 from tests.conftest import ClientFactory, FakeClock
@@ -229,6 +232,48 @@ async def test_limiter_goes_back_to_redis_when_it_returns(
         await direct.aclose()
         with contextlib.suppress(AssertionError):
             await proxy.stop()
+
+
+@pytest.mark.redis
+async def test_a_call_that_fails_while_redis_answers_a_ping_is_asked_again(
+    redis_url: str,
+    key_prefix: str,
+    clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A reply lost to a busy event loop is no outage: no fallback, the call is retried."""
+    metrics = Metrics()
+    limiter = RateLimiter(redis_url, key_prefix, clock=clock, metrics=metrics)
+    direct = RateLimiter(redis_url, key_prefix, clock=clock)
+    windows = limiter._redis  # the Redis client behind the limiter
+    assert windows is not None
+    answer = windows.run_in_order
+    calls = 0
+
+    async def late_once(steps: Sequence[Step]) -> int | None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise StorageError(TimeoutError("Timeout reading from socket"))
+        return await answer(steps)
+
+    monkeypatch.setattr(windows, "run_in_order", late_once)
+    [item] = parse_limits("2/minute")
+    try:
+        with caplog.at_level(logging.WARNING, logger="app.services.limits.windows"):
+            assert await limiter.run_in_order([Step(item, ("k",), True)]) is None
+        # Counted in Redis, where another replica sees it.
+        assert await direct.run_in_order([Step(item, ("k",), True)]) is None
+        assert await direct.run_in_order([Step(item, ("k",), False)]) == 0
+    finally:
+        await limiter.aclose()
+        await direct.aclose()
+    assert calls == 2
+    counted = metrics.registry.get_sample_value
+    assert counted("phone_auth_rate_limit_storage_retries_total") == 1
+    assert counted("phone_auth_rate_limit_fallbacks_total") == 0
+    assert [r.levelno for r in caplog.records] == [logging.WARNING]
 
 
 @pytest.mark.redis

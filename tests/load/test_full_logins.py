@@ -1,4 +1,5 @@
-"""Load: 200 concurrent whole logins against the real server, PostgreSQL and Redis.
+"""Load: 200 concurrent whole logins, and a flood with a probe, against the real server,
+PostgreSQL and Redis.
 
 The service runs as `python -m app serve` in a subprocess, Twilio is the fake of
 `fake_twilio.py` (another subprocess, 50 ms per call). Every client has its own
@@ -7,12 +8,18 @@ number and does send → verify → me → refresh, then logs in a second time
 something. All clients share 127.0.0.1, so the per-IP limits are raised (and the
 per-phone send limit, for the second login); the rest of the settings are the
 defaults.
+
+The flood: one client floods verify-code on hundreds of connections through a small Redis
+pool while another client probes the resend cooldown, a market's SMS budget and its
+own send limit; every answer and every Twilio call is counted exactly, and Redis is
+never taken for unreachable. It stops once the probe is done.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import ssl
 import subprocess
@@ -20,7 +27,8 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +39,7 @@ from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.core.config import Settings
+from app.core.config import DEFAULT_MARKETS, Settings
 from tests.conftest import JWT_SECRET
 from tests.helpers import free_port
 from tests.twilio_fixtures import ACCOUNT_SID, AUTH_TOKEN, SERVICE_SID
@@ -121,7 +129,7 @@ class Server:
 
 
 def server_environment(
-    port: int, twilio_url: str, database_url: str, prefix: str
+    port: int, twilio_url: str, database_url: str, prefix: str, **overrides: str
 ) -> dict[str, str]:
     """The process environment: the test settings on top of no inherited setting."""
     env = {k: v for k, v in os.environ.items() if k.lower() not in Settings.model_fields}
@@ -144,30 +152,47 @@ def server_environment(
         RATE_LIMIT_VERIFY_PER_IP="100000/hour",
         RATE_LIMIT_SEND_PER_PHONE="5/minute",
     )
+    env.update(overrides)
     return env
 
 
+ServerFactory = Callable[..., AbstractAsyncContextManager[Server]]
+
+
 @pytest.fixture
-async def server(fake_twilio: str, migrated: str, tmp_path: Path) -> AsyncIterator[Server]:
-    """`python -m app serve` against the migrated test database, ready to serve."""
-    port = free_port()
-    prefix = f"phone-auth-load-{uuid.uuid4().hex[:12]}"
-    log = tmp_path / "server.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(  # noqa: ASYNC220 - starting it takes no time
-            [sys.executable, "-m", "app", "serve"],
-            cwd=ROOT,
-            env=server_environment(port, fake_twilio, migrated, prefix),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    running = Server(process, f"http://127.0.0.1:{port}", log)
-    try:
-        await _wait_ready(running)
+def serve(fake_twilio: str, migrated: str, tmp_path: Path) -> ServerFactory:
+    """`async with serve(SETTING=value, ...) as server:` — `python -m app serve` against
+    the migrated test database, ready to serve, with settings on top of the load's."""
+
+    @contextlib.asynccontextmanager
+    async def start(**overrides: str) -> AsyncIterator[Server]:
+        port = free_port()
+        prefix = f"phone-auth-load-{uuid.uuid4().hex[:12]}"
+        log = tmp_path / f"server-{port}.log"
+        with log.open("wb") as out:
+            process = subprocess.Popen(  # noqa: ASYNC220 - starting it takes no time
+                [sys.executable, "-m", "app", "serve"],
+                cwd=ROOT,
+                env=server_environment(port, fake_twilio, migrated, prefix, **overrides),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        running = Server(process, f"http://127.0.0.1:{port}", log)
+        try:
+            await _wait_ready(running)
+            yield running
+        finally:
+            _stop(process)
+            await _delete_redis_keys(prefix)
+
+    return start
+
+
+@pytest.fixture
+async def server(serve: ServerFactory) -> AsyncIterator[Server]:
+    """The service with the load's settings."""
+    async with serve() as running:
         yield running
-    finally:
-        _stop(process)
-        await _delete_redis_keys(prefix)
 
 
 async def _wait_ready(server: Server) -> None:
@@ -335,3 +360,116 @@ async def test_200_concurrent_whole_logins(server: Server, db_engine: AsyncEngin
 
     assert peak_rss_mb < MAX_RSS_MB, f"peak RSS {peak_rss_mb:.0f} MB"
     assert elapsed < LOAD_DEADLINE_SECONDS
+
+
+# A flood with a probe: one client floods verify-code while another checks the limits.
+
+FLOODER = "203.0.113.7"
+PROBE = "198.51.100.9"
+FLOOD_CONNECTIONS = 128
+FLOOD_REQUESTS = 20000
+FLOOD_VERIFY_PER_IP = 60
+PROBE_PHONES = ["+996555300001", "+996555300002", "+996555300003", "+996555300004"]
+PROBE_PHONES += ["+12122300001", "+12122300002"]
+FLOOD_SETTINGS = {
+    "TRUSTED_PROXIES": "127.0.0.1",
+    # A few connections for hundreds of requests in flight: the pool is always busy.
+    "RATE_LIMIT_REDIS_MAX_CONNECTIONS": "2",
+    "RATE_LIMIT_SEND_PER_IP": "6/hour",
+    "RATE_LIMIT_VERIFY_PER_IP": f"{FLOOD_VERIFY_PER_IP}/hour",
+    "RATE_LIMIT_SEND_PER_PHONE": "1/minute;5/hour;10/day",
+    "MARKETS": json.dumps(
+        {
+            name: {**market.model_dump(), "sms_budget": "3/hour" if name == "KG" else "30/hour"}
+            for name, market in DEFAULT_MARKETS.items()
+        }
+    ),
+}
+
+
+async def _flood(
+    http: httpx.AsyncClient, statuses: Counter[str], under_way: asyncio.Event, done: asyncio.Event
+) -> None:
+    """Wrong codes for new numbers from one client, on every connection, until the probe
+    is done or the flood's requests are used up."""
+    remaining = iter(phone_numbers(FLOOD_REQUESTS))
+
+    async def connection() -> None:
+        for phone in remaining:
+            if done.is_set():
+                return
+            try:
+                answer = await http.post(
+                    f"{API}/auth/verify-code",
+                    json={"phone": phone, "verification_code": "000000"},
+                    headers={"X-Forwarded-For": FLOODER},
+                )
+            except httpx.TransportError as exc:
+                statuses[type(exc).__name__] += 1
+                continue
+            statuses[str(answer.status_code)] += 1
+            if statuses.total() >= FLOOD_CONNECTIONS:
+                under_way.set()
+
+    await asyncio.gather(*(connection() for _ in range(FLOOD_CONNECTIONS)))
+
+
+async def _probe(http: httpx.AsyncClient, phones: list[str]) -> list[int]:
+    statuses = []
+    for phone in phones:
+        answer = await http.post(
+            f"{API}/auth/send-verification",
+            json={"phone": phone},
+            headers={"X-Forwarded-For": PROBE},
+        )
+        statuses.append(answer.status_code)
+    return statuses
+
+
+async def test_a_flood_from_one_client_keeps_every_limit_of_another_exact(
+    serve: ServerFactory, fake_twilio: str
+) -> None:
+    flooded: Counter[str] = Counter()
+    under_way, done = asyncio.Event(), asyncio.Event()
+    pool = httpx.Limits(max_connections=FLOOD_CONNECTIONS + 1, max_keepalive_connections=None)
+    async with (
+        serve(**FLOOD_SETTINGS) as server,
+        httpx.AsyncClient(
+            base_url=server.base_url, timeout=REQUEST_TIMEOUT_SECONDS, limits=pool
+        ) as http,
+    ):
+        # The first send, before the flood: its cooldown is in Redis alone.
+        before = await _probe(http, PROBE_PHONES[:1])
+
+        async def probe_in_the_flood() -> list[int]:
+            try:
+                await under_way.wait()
+                return await _probe(http, PROBE_PHONES)
+            finally:
+                done.set()
+
+        started = time.monotonic()
+        async with asyncio.timeout(LOAD_DEADLINE_SECONDS):
+            during, _ = await asyncio.gather(
+                probe_in_the_flood(), _flood(http, flooded, under_way, done)
+            )
+        elapsed = time.monotonic() - started
+        metrics = (await http.get("/metrics")).text
+        twilio = (await http.get(f"{fake_twilio}/__stats")).json()
+        assert server.process.poll() is None, f"the server died:\n{_tail(server.log)}"
+        unreachable = [
+            line for line in server.log.read_text().splitlines() if "unreachable" in line
+        ]
+
+    print(f"\nflood of {flooded.total()} checks in {elapsed:.1f}s: {dict(flooded)}")
+    assert before == [200]
+    # The cooldown, then KG's budget of 3 (two more), US's own, then the 7th send of a
+    # client allowed 6 an hour.
+    assert during == [429, 200, 200, 503, 200, 429], during
+    assert twilio["requests"] == 4, twilio  # the four sends that were allowed; no check
+    # The flooder's first 60 checks find no code; every other one is over its limit.
+    refused = flooded.total() - FLOOD_VERIFY_PER_IP
+    assert dict(flooded) == {"400": FLOOD_VERIFY_PER_IP, "429": refused}
+    assert FLOOD_CONNECTIONS < flooded.total() < FLOOD_REQUESTS, "the probe ran in the flood"
+    assert unreachable == [], unreachable[:3]
+    assert "phone_auth_rate_limit_fallbacks_total 0.0" in metrics

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import subprocess
 import sys
@@ -17,7 +18,7 @@ from alembic import command
 from app.main import create_app
 from app.services.ops.service import HEAD_REVISION
 from tests.conftest import ROOT, ClientFactory, SettingsFactory, alembic_config, running
-from tests.helpers import SEND
+from tests.helpers import SEND, Records, ThrowawayRedis
 from tests.ops.conftest import parse_metrics, sample
 from tests.twilio_fixtures import START_PATH, twilio_error
 
@@ -110,16 +111,48 @@ async def test_readyz_503_naming_the_provider_without_twilio_credentials(
     }
 
 
-async def test_readyz_503_naming_the_rate_limit_storage_when_redis_is_down(
-    client_for: ClientFactory,
+async def test_readyz_stays_200_and_says_degraded_while_redis_cannot_be_reached(
+    client_for: ClientFactory, app_logs: Records
 ) -> None:
     async with client_for(rate_limit_storage_url="redis://127.0.0.1:1") as client:
         answer = await asyncio.wait_for(client.get("/readyz"), timeout=15)
-    assert answer.status_code == 503
+        again = await asyncio.wait_for(client.get("/readyz"), timeout=15)
+        metrics = parse_metrics((await client.get("/metrics")).text)
+    assert answer.status_code == 200, answer.text
     assert answer.json() == {
-        "status": "unavailable",
-        "checks": {"database": "ok", "provider": "ok", "rate_limit_storage": "unreachable"},
+        "status": "degraded",
+        "checks": {"database": "ok", "provider": "ok", "rate_limit_storage": "degraded"},
     }
+    assert again.json() == answer.json()
+    assert sample(metrics, "phone_auth_rate_limit_storage_degraded") == 1.0
+    assert sample(metrics, "phone_auth_rate_limit_fallbacks_total") == 1.0
+    [error] = app_logs.at(logging.ERROR, "app.services.limits.windows")
+    assert error.startswith("Rate-limit storage unreachable")
+
+
+async def test_readyz_follows_a_redis_that_stops_and_comes_back(
+    client_for: ClientFactory, throwaway_redis: ThrowawayRedis, app_logs: Records
+) -> None:
+    async with client_for(rate_limit_storage_url=throwaway_redis.url) as client:
+        before = await client.get("/readyz")
+        throwaway_redis.stop()
+        during = await asyncio.wait_for(client.get("/readyz"), timeout=15)
+        degraded = parse_metrics((await client.get("/metrics")).text)
+        throwaway_redis.start()
+        after = await client.get("/readyz")
+        recovered = parse_metrics((await client.get("/metrics")).text)
+
+    assert [before.status_code, during.status_code, after.status_code] == [200, 200, 200]
+    assert [r.json()["checks"]["rate_limit_storage"] for r in (before, during, after)] == [
+        "ok",
+        "degraded",
+        "ok",
+    ]
+    assert [r.json()["status"] for r in (before, during, after)] == ["ok", "degraded", "ok"]
+    assert sample(degraded, "phone_auth_rate_limit_storage_degraded") == 1.0
+    assert sample(recovered, "phone_auth_rate_limit_storage_degraded") == 0.0
+    assert sample(recovered, "phone_auth_rate_limit_fallbacks_total") == 1.0
+    assert len(app_logs.at(logging.ERROR, "app.services.limits.windows")) == 1
 
 
 @pytest.mark.redis

@@ -1,40 +1,52 @@
 """Moving windows in the configured storage, shared between replicas through Redis.
 
-Built on the `limits` library's moving windows. When Redis cannot be reached
-the windows fall back to this process's memory for a short while, with an
-ERROR in the log, so that an outage of Redis never stops logins.
+Built on the `limits` library's moving windows. A busy Redis pool is not an
+outage: callers queue for a connection. Only when Redis cannot be reached (a
+call fails and a health ping fails too) do the windows fall back to this
+process's memory, logged and counted once per outage, until a health ping
+answers again; logins keep working meanwhile.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, TypeVar
 
 from limits import RateLimitItem
-from limits.aio.storage import RedisStorage
 from limits.errors import StorageError
 
+from app.core.metrics import Metrics
 from app.services.limits.local import LocalMovingWindow
 from app.services.limits.steps import Clock, Step
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from redis.asyncio import BlockingConnectionPool
+    from redis.asyncio import BlockingConnectionPool, Redis
 
     from app.services.limits.redis import RedisWindows
 
 logger = logging.getLogger(__name__)
 
-# How long to stay on in-process limits after Redis failed before trying it again.
+# While Redis cannot be reached, how often a health ping asks whether it is back.
 REDIS_RETRY_SECONDS = 5.0
-REDIS_TIMEOUT_SECONDS = 0.5
+# A Redis call, connect or health ping that takes longer has failed.
+REDIS_TIMEOUT_SECONDS = 2.0
+
+_FAILURES = (StorageError, OSError, TimeoutError)
+T = TypeVar("T")
+
+
+class _Unreachable(Exception):
+    """Redis cannot be reached: the in-process windows answer."""
 
 
 def _redis_pool(url: str, max_connections: int) -> BlockingConnectionPool:
-    """A bounded pool whose callers wait briefly for a connection rather than fail."""
+    """A bounded pool (callers queue in `RateLimiter` before they take a connection)."""
     # Imported here: a process that keeps its limits in memory never loads redis-py.
     from redis.asyncio import BlockingConnectionPool
 
@@ -44,6 +56,22 @@ def _redis_pool(url: str, max_connections: int) -> BlockingConnectionPool:
         timeout=REDIS_TIMEOUT_SECONDS,
         socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
         socket_timeout=REDIS_TIMEOUT_SECONDS,
+    )
+
+
+def _health_client(url: str) -> Redis:
+    """A client of its own for health pings, so that they never queue behind a flood."""
+    from redis.asyncio import Redis
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+
+    return Redis.from_url(
+        url,
+        max_connections=1,
+        socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
+        socket_timeout=REDIS_TIMEOUT_SECONDS,
+        # The ping is the question "can Redis be reached now?": asked once, not retried.
+        retry=Retry(NoBackoff(), 0),
     )
 
 
@@ -58,22 +86,24 @@ class RateLimiter:
         max_connections: int = 50,
         clock: Clock = time.time,
         retry_seconds: float = REDIS_RETRY_SECONDS,
+        metrics: Metrics | None = None,
     ) -> None:
         self._clock = clock
         self._retry_seconds = retry_seconds
+        self._metrics = metrics
         self._pool: BlockingConnectionPool | None = None
-        self._storage: RedisStorage | None = None
+        self._health: Redis | None = None
         self._redis: RedisWindows | None = None
         self._fallback = LocalMovingWindow(clock)
+        # One waiter per connection in the pool at most; the rest queue here, where
+        # they can still turn to the fallback should Redis go away meanwhile.
+        self._slots = asyncio.Semaphore(max_connections)
+        self._ping: asyncio.Future[bool] | None = None
+        self._degraded = False
+        self._down_until = 0.0
         if storage_url.startswith(("redis://", "rediss://")):
             self._pool = _redis_pool(storage_url, max_connections)
-            self._storage = RedisStorage(
-                f"async+{storage_url}",
-                implementation="redispy",
-                key_prefix=key_prefix,
-                wrap_exceptions=True,
-                connection_pool=self._pool,  # type: ignore[arg-type]  # passed through to redis-py
-            )
+            self._health = _health_client(storage_url)
             # Imported here for the same reason as redis-py itself.
             from app.services.limits.redis import RedisWindows
 
@@ -83,50 +113,116 @@ class RateLimiter:
                 f"RATE_LIMIT_STORAGE_URL must be memory:// or redis://, not {storage_url!r}"
             )
         self._shared = self._pool is not None
-        self._primary_down_until = 0.0
 
     @property
     def shared(self) -> bool:
         """Whether limits are shared between processes (Redis)."""
         return self._shared
 
-    def _redis_windows(self) -> RedisWindows | None:
-        """The Redis windows, unless limits are in process or Redis failed a moment ago."""
-        if self._redis is None or self._clock() < self._primary_down_until:
-            return None
-        return self._redis
+    async def _on_redis(self, call: Callable[[RedisWindows], Awaitable[T]]) -> T:
+        """`call` on Redis, waiting for a connection as long as it takes; raises
+        `_Unreachable` when the in-process windows must answer instead.
 
-    def _primary_failed(self, exc: Exception) -> None:
-        self._primary_down_until = self._clock() + self._retry_seconds
+        A failed call is not an outage by itself (a flood can starve a reply of its
+        turn on the event loop): a health ping decides, and while Redis answers it
+        the call is made once more. A call that timed out may have counted, so the
+        second may count the request twice: the limits err on the strict side."""
+        redis_windows = self._redis
+        if redis_windows is None or not await self._reachable():
+            raise _Unreachable
+        for attempt in range(2):
+            async with self._slots:
+                if self._degraded:  # declared down while this call queued
+                    raise _Unreachable
+                try:
+                    return await call(redis_windows)
+                except _FAILURES as exc:
+                    failure: Exception = exc
+            if attempt == 0 and await self._health_check(failure):
+                if self._metrics is not None:
+                    self._metrics.rate_limit_storage_retries.inc()
+                logger.warning(
+                    "Rate-limit storage call failed (%s) while Redis answers; asking again",
+                    _name(failure),
+                )
+                continue
+            break
+        self._down(failure)
+        raise _Unreachable
+
+    async def _reachable(self) -> bool:
+        """False while Redis is known to be down; once its retry time has come, one
+        request asks with a health ping while the others keep to the fallback."""
+        if not self._degraded:
+            return True
+        if self._clock() < self._down_until or self._ping is not None:
+            return False
+        return await self._health_check(None)
+
+    async def _health_check(self, failure: Exception | None) -> bool:
+        """Whether Redis answers a ping; concurrent callers share one ping."""
+        if self._ping is None:
+            ping = asyncio.ensure_future(self._ping_once(failure))
+            self._ping = ping
+            ping.add_done_callback(self._ping_done)
+        return await asyncio.shield(self._ping)
+
+    def _ping_done(self, ping: asyncio.Future[bool]) -> None:
+        if self._ping is ping:
+            self._ping = None
+
+    async def _ping_once(self, failure: Exception | None) -> bool:
+        assert self._health is not None
+        try:
+            async with asyncio.timeout(REDIS_TIMEOUT_SECONDS):
+                await self._health.ping()
+        except Exception as exc:  # any failure to answer is the answer
+            self._down(exc if failure is None else failure)
+            return False
+        self._up()
+        return True
+
+    def _down(self, exc: Exception) -> None:
+        """Redis cannot be reached: in-process windows until the next health ping."""
+        self._down_until = self._clock() + self._retry_seconds
+        if self._degraded:
+            return
+        self._degraded = True
+        if self._metrics is not None:
+            self._metrics.rate_limit_fallbacks.inc()
+            self._metrics.rate_limit_storage_degraded.set(1)
         logger.error(
-            "Rate-limit storage unreachable (%s); using in-process limits for %.0fs",
-            type(getattr(exc, "storage_error", exc)).__name__,
+            "Rate-limit storage unreachable (%s); limits are this process's own "
+            "until Redis answers again (asked every %.0fs)",
+            _name(exc),
             self._retry_seconds,
         )
 
+    def _up(self) -> None:
+        if not self._degraded:
+            return
+        self._degraded = False
+        if self._metrics is not None:
+            self._metrics.rate_limit_storage_degraded.set(0)
+        logger.warning("Rate-limit storage reachable again; limits are shared again")
+
     async def retry_after(self, item: RateLimitItem, *key: str) -> int:
         """Seconds until `item` allows one more for `key`."""
-        redis_windows = self._redis_windows()
-        if redis_windows is not None:
-            try:
-                [reset] = await redis_windows.resets([item], key)
-            except (StorageError, OSError, TimeoutError) as exc:
-                self._primary_failed(exc)
-            else:
-                return self._seconds_until(reset)
-        stats = await self._fallback.get_window_stats(item, *key)
-        return self._seconds_until(stats.reset_time)
+        try:
+            [reset] = await self._on_redis(lambda redis: redis.resets([item], key))
+        except _Unreachable:
+            stats = await self._fallback.get_window_stats(item, *key)
+            reset = stats.reset_time
+        return self._seconds_until(reset)
 
     async def run_in_order(self, steps: Sequence[Step]) -> int | None:
         """Go through `steps` in order, stopping at the first window that is used up:
         its index, or None when every window had room (and those to take, took one).
         With Redis, one round trip whatever the number of steps."""
-        redis_windows = self._redis_windows()
-        if redis_windows is not None:
-            try:
-                return await redis_windows.run_in_order(steps)
-            except (StorageError, OSError, TimeoutError) as exc:
-                self._primary_failed(exc)
+        try:
+            return await self._on_redis(lambda redis: redis.run_in_order(steps))
+        except _Unreachable:
+            pass
         for index, (item, identifiers, take) in enumerate(steps):
             window = self._fallback.hit if take else self._fallback.test
             if not await window(item, *identifiers):
@@ -136,29 +232,22 @@ class RateLimiter:
     async def retry_afters(self, items: Sequence[RateLimitItem], *key: str) -> list[int]:
         """Seconds until each of `items` that is used up for `key` allows one more;
         empty when none is. With Redis, one round trip."""
-        redis_windows = self._redis_windows()
-        if redis_windows is not None:
-            try:
-                resets = await redis_windows.resets_of_full(items, key)
-            except (StorageError, OSError, TimeoutError) as exc:
-                self._primary_failed(exc)
-            else:
-                return [self._seconds_until(reset) for reset in resets]
-        waits = []
-        for item in items:
-            if not await self._fallback.test(item, *key):
-                stats = await self._fallback.get_window_stats(item, *key)
-                waits.append(self._seconds_until(stats.reset_time))
-        return waits
+        try:
+            resets = await self._on_redis(lambda redis: redis.resets_of_full(items, key))
+        except _Unreachable:
+            resets = []
+            for item in items:
+                if not await self._fallback.test(item, *key):
+                    stats = await self._fallback.get_window_stats(item, *key)
+                    resets.append(stats.reset_time)
+        return [self._seconds_until(reset) for reset in resets]
 
     async def ping(self) -> bool:
-        """Whether the configured storage answers."""
-        if self._storage is None:
+        """Whether the configured storage answers a health ping now; the limits fall
+        back to the process's memory while it does not, and return when it does."""
+        if self._health is None:
             return True
-        try:
-            return bool(await self._storage.check())
-        except (StorageError, OSError, TimeoutError):
-            return False
+        return await self._health_check(None)
 
     def _seconds_until(self, reset_time: float) -> int:
         """Whole seconds after which a window that frees a slot at `reset_time` has it: a
@@ -166,9 +255,13 @@ class RateLimiter:
         return max(1, math.floor(reset_time - self._clock()) + 1)
 
     async def aclose(self) -> None:
-        """Close the Redis client."""
-        client = getattr(getattr(self._storage, "bridge", None), "storage", None)
-        if client is not None:
-            await client.aclose()
+        """Close the Redis clients."""
+        if self._health is not None:
+            await self._health.aclose()
         if self._pool is not None:
             await self._pool.disconnect()
+
+
+def _name(exc: Exception) -> str:
+    """The failure's type, that of Redis' own error when `limits` wrapped it."""
+    return type(getattr(exc, "storage_error", exc)).__name__

@@ -16,6 +16,8 @@ from app.services.limits.service import LoginLimits
 logger = logging.getLogger(__name__)
 
 CHECK_TIMEOUT_SECONDS = 2.0
+OK = "ok"
+DEGRADED = "degraded"
 
 # The newest migration in alembic/versions, written here so that serving never
 # imports Alembic and its memory; a test keeps the two the same.
@@ -33,14 +35,22 @@ class ReadinessChecker:
     _migrated: bool = False
 
     async def check(self) -> dict[str, str]:
-        """Each check's state: "ok" or why not."""
+        """Each check's state: "ok", "degraded" (serving, with less) or why not."""
+        database, storage = await asyncio.gather(self._database(), self._storage())
         checks = {
-            "database": await self._database(),
-            "provider": "ok" if self.provider_configured else "not configured",
+            "database": database,
+            "provider": OK if self.provider_configured else "not configured",
         }
-        if self.limits.shared:
-            checks["rate_limit_storage"] = "ok" if await self.limits.ping() else "unreachable"
+        if storage is not None:
+            checks["rate_limit_storage"] = storage
         return checks
+
+    async def _storage(self) -> str | None:
+        """Without Redis the limits are the process's own and logins keep working, so the
+        pod stays in the Service: every pod would leave it at once otherwise."""
+        if not self.limits.shared:
+            return None
+        return OK if await self.limits.ping() else DEGRADED
 
     async def _database(self) -> str:
         try:
@@ -70,3 +80,12 @@ async def _current_revision(connection: AsyncConnection) -> str | None:
         # The database answers but has no alembic_version table.
         return None
     return result.scalar_one_or_none()
+
+
+def overall(checks: dict[str, str]) -> str:
+    """The overall state: unavailable when a check failed, else degraded when one is,
+    else ok."""
+    states = set(checks.values())
+    if not states <= {OK, DEGRADED}:
+        return "unavailable"
+    return DEGRADED if DEGRADED in states else OK
