@@ -130,6 +130,10 @@ class BoundedProtocol(HttpToolsProtocol):
             self._phase_bytes += len(piece)
             super().data_received(piece)
 
+    def _unsupported_upgrade_warning(self) -> None:
+        # uvicorn's warning would advise installing a WebSocket library: none is wanted.
+        logger.debug("Upgrade request served as plain HTTP")
+
     # Parser callbacks: where a request's headers end and where it ends.
     def on_headers_complete(self) -> None:
         self._reading_headers = False
