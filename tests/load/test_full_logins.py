@@ -431,31 +431,37 @@ async def test_a_flood_from_one_client_keeps_every_limit_of_another_exact(
 ) -> None:
     flooded: Counter[str] = Counter()
     under_way, done = asyncio.Event(), asyncio.Event()
-    pool = httpx.Limits(max_connections=FLOOD_CONNECTIONS + 1, max_keepalive_connections=None)
+    flood_pool = httpx.Limits(max_connections=FLOOD_CONNECTIONS, max_keepalive_connections=None)
+    # The probe waits for the flood between its sends: a connection of its own for each,
+    # so that none is one the server closed for idling.
+    probe_pool = httpx.Limits(max_keepalive_connections=0)
     async with (
         serve(**FLOOD_SETTINGS) as server,
         httpx.AsyncClient(
-            base_url=server.base_url, timeout=REQUEST_TIMEOUT_SECONDS, limits=pool
-        ) as http,
+            base_url=server.base_url, timeout=REQUEST_TIMEOUT_SECONDS, limits=flood_pool
+        ) as flood,
+        httpx.AsyncClient(
+            base_url=server.base_url, timeout=REQUEST_TIMEOUT_SECONDS, limits=probe_pool
+        ) as probe,
     ):
         # The first send, before the flood: its cooldown is in Redis alone.
-        before = await _probe(http, PROBE_PHONES[:1])
+        before = await _probe(probe, PROBE_PHONES[:1])
 
         async def probe_in_the_flood() -> list[int]:
             try:
                 await under_way.wait()
-                return await _probe(http, PROBE_PHONES)
+                return await _probe(probe, PROBE_PHONES)
             finally:
                 done.set()
 
         started = time.monotonic()
         async with asyncio.timeout(LOAD_DEADLINE_SECONDS):
             during, _ = await asyncio.gather(
-                probe_in_the_flood(), _flood(http, flooded, under_way, done)
+                probe_in_the_flood(), _flood(flood, flooded, under_way, done)
             )
         elapsed = time.monotonic() - started
-        metrics = (await http.get("/metrics")).text
-        twilio = (await http.get(f"{fake_twilio}/__stats")).json()
+        metrics = (await probe.get("/metrics")).text
+        twilio = (await probe.get(f"{fake_twilio}/__stats")).json()
         assert server.process.poll() is None, f"the server died:\n{_tail(server.log)}"
         unreachable = [
             line for line in server.log.read_text().splitlines() if "unreachable" in line
