@@ -116,6 +116,8 @@ async def _process_state(
         settings.rate_limit_key_prefix,
         max_connections=settings.rate_limit_redis_max_connections,
         clock=clocks.wall,
+        max_keys=settings.rate_limit_memory_max_keys,
+        on_evict=metrics.rate_limit_evictions.inc,
     )
     limits = LoginLimits(settings, limiter, metrics)
     primary = create_provider(settings, http_client, hasher, metrics, clocks)

@@ -20,7 +20,7 @@ from app.services.limits.local import LocalMovingWindow
 from app.services.limits.steps import Clock, Step
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     from redis.asyncio import BlockingConnectionPool
 
@@ -58,13 +58,16 @@ class RateLimiter:
         max_connections: int = 50,
         clock: Clock = time.time,
         retry_seconds: float = REDIS_RETRY_SECONDS,
+        max_keys: int | None = None,
+        on_evict: Callable[[], object] | None = None,
     ) -> None:
         self._clock = clock
         self._retry_seconds = retry_seconds
         self._pool: BlockingConnectionPool | None = None
         self._storage: RedisStorage | None = None
         self._redis: RedisWindows | None = None
-        self._fallback = LocalMovingWindow(clock)
+        # The in-process windows: the only ones with memory://, the fallback with Redis.
+        self._fallback = LocalMovingWindow(clock, max_keys=max_keys, on_evict=on_evict)
         if storage_url.startswith(("redis://", "rediss://")):
             self._pool = _redis_pool(storage_url, max_connections)
             self._storage = RedisStorage(
