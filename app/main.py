@@ -118,6 +118,8 @@ async def _process_state(
         max_connections=settings.rate_limit_redis_max_connections,
         clock=clocks.wall,
         metrics=metrics,
+        max_keys=settings.rate_limit_memory_max_keys,
+        on_evict=metrics.rate_limit_evictions.inc,
     )
     limits = LoginLimits(settings, limiter, metrics)
     primary = create_provider(settings, http_client, hasher, metrics, clocks)

@@ -97,6 +97,17 @@ def mock_check(twilio: respx.MockRouter, status: str = "approved") -> respx.Rout
     return twilio.post(CHECK_PATH).mock(side_effect=answer)
 
 
+def mock_check_accepting(twilio: respx.MockRouter, code: str) -> respx.Route:
+    """Twilio's check endpoint: `approved` for `code`, `pending` (wrong) for any other."""
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        fields = form(request)
+        status = "approved" if fields["Code"] == code else "pending"
+        return checked(status, "+10000000000", sid=fields["VerificationSid"])
+
+    return twilio.post(CHECK_PATH).mock(side_effect=answer)
+
+
 def mock_approving(twilio: respx.MockRouter) -> tuple[respx.Route, respx.Route]:
     """Twilio's start and check endpoints: a verification for any number, whose check
     approves any code and names the number it was started for."""

@@ -157,6 +157,7 @@ class Settings(BaseSettings):
     rate_limit_storage_url: str = Field(default="memory://", pattern=r"^(memory|redis|rediss)://")
     rate_limit_key_prefix: str = Field(default="phone-auth", min_length=1)
     rate_limit_redis_max_connections: int = Field(default=50, ge=1, le=1000)
+    rate_limit_memory_max_keys: int = Field(default=75_000, ge=100, le=100_000_000)
     rate_limit_send_per_phone: str = "1/minute;5/hour;10/day"
     rate_limit_send_per_ip: str = "20/hour"
     rate_limit_verify_per_ip: str = "60/hour"

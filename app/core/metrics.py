@@ -84,6 +84,12 @@ class Metrics:
             "and were asked again",
             registry=registry,
         )
+        self.rate_limit_evictions = Counter(
+            "phone_auth_rate_limit_evictions_total",
+            "In-process rate-limit windows evicted at RATE_LIMIT_MEMORY_MAX_KEYS "
+            "(their clients or numbers start afresh)",
+            registry=registry,
+        )
         self.sms_spend = Counter(
             "phone_auth_sms_spend_usd_total",
             "Estimated Twilio spend in USD by market (price per verification from MARKETS)",

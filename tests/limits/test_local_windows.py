@@ -80,3 +80,54 @@ async def test_same_answers_as_the_limits_library(reference_reads: FakeClock, se
             assert (mine.reset_time, mine.remaining) == pytest.approx(
                 (reference.reset_time, reference.remaining)
             )
+
+
+class Evictions:
+    """Counts the evictions a limiter reports."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self) -> None:
+        self.count += 1
+
+
+async def test_keys_are_bounded_by_evicting_the_least_recently_hit(clock: FakeClock) -> None:
+    evictions = Evictions()
+    limiter = LocalMovingWindow(clock, max_keys=3, on_evict=evictions)
+    send, check = parse("1/minute"), parse("5/hour")
+    await limiter.hit(send, "a")
+    clock.advance(1)
+    await limiter.hit(check, "b")
+    clock.advance(1)
+    await limiter.hit(send, "c")
+    clock.advance(1)
+    # A refused hit counts nothing and keeps its place: "a" stays the least recent.
+    assert not await limiter.hit(send, "a")
+    await limiter.hit(check, "b")  # "b" is now the most recently hit
+
+    await limiter.hit(check, "d")  # a fourth key: "a" goes, from the other table
+    assert (len(limiter), evictions.count) == (3, 1)
+    assert await limiter.test(send, "a")  # forgotten: its cooldown starts afresh
+    assert not await limiter.test(send, "c")
+
+    await limiter.hit(send, "e")  # then "c", the least recent of what is left
+    assert (len(limiter), evictions.count) == (3, 2)
+    assert await limiter.test(send, "c")
+    assert (await limiter.get_window_stats(check, "b")).remaining == 3
+    assert (await limiter.get_window_stats(check, "d")).remaining == 4
+
+
+async def test_emptied_windows_make_room_before_a_live_key_is_evicted(clock: FakeClock) -> None:
+    evictions = Evictions()
+    limiter = LocalMovingWindow(clock, max_keys=2, on_evict=evictions)
+    day, second = parse("10/day"), parse("1/second")
+    await limiter.hit(day, "old")  # the oldest hit, and still in its window
+    clock.advance(1)
+    await limiter.hit(second, "brief")
+    clock.advance(5)  # "brief" has left its window; "old" has not
+
+    await limiter.hit(day, "new")
+
+    assert (len(limiter), evictions.count) == (2, 0)
+    assert (await limiter.get_window_stats(day, "old")).remaining == 9

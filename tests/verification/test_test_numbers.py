@@ -1,19 +1,33 @@
-"""Test numbers: fixed codes, no Twilio, no budget, no per-phone limits, still per-IP limits."""
+"""Test numbers: fixed codes, no Twilio, no budget, no resend cooldown; the attempt lockout,
+the number's other send windows and the per-IP limits hold."""
 
 from __future__ import annotations
 
+import itertools
 import logging
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import respx
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.core.config import DEFAULT_MARKETS, MarketSettings
+from app.main import Clocks
 from app.models.user import User
-from tests.conftest import ClientFactory
-from tests.helpers import SEND, VERIFY, Records, retry_after, too_many
+from tests.conftest import ClientFactory, FakeClock
+from tests.helpers import (
+    AS_PROXY,
+    LOCKED,
+    SEND,
+    VERIFY,
+    Records,
+    from_ip,
+    retry_after,
+    too_many,
+)
 from tests.twilio_fixtures import form, mock_check, mock_start
 
 TEST_NUMBERS = "+12025550100=123456,+996700000001=111111"
@@ -85,18 +99,69 @@ async def test_test_number_logs_in_with_its_fixed_code(
     assert phones == [KG_TEST]
 
 
-async def test_test_number_is_exempt_from_the_per_phone_limits(
+async def test_test_number_skips_only_the_resend_cooldown(
     client_for: ClientFactory, twilio: respx.MockRouter
 ) -> None:
     start = mock_start(twilio)
     async with client_for(**WITH_TEST_NUMBERS) as client:
-        answers = [await client.post(SEND, json={"phone": US_TEST}) for _ in range(3)]
+        # Re-sent at once, up to the number's hourly limit (5/hour of the default).
+        answers = [await client.post(SEND, json={"phone": US_TEST}) for _ in range(6)]
         # Each send is a new code; the last one logs in.
         ok = await client.post(VERIFY, json={"phone": US_TEST, "verification_code": "123456"})
 
-    assert [a.status_code for a in answers] == [200, 200, 200]
+    assert [a.status_code for a in answers] == [200] * 5 + [429]
+    assert answers[-1].json() == too_many(retry_after(answers[-1], 3601))
     assert ok.status_code == 200, ok.text
     assert start.call_count == 0
+
+
+async def _guess_until_refused(
+    client: httpx.AsyncClient, addresses: Iterator[str]
+) -> tuple[int, int, httpx.Response]:
+    """Send codes to the US test number and guess each until it locks, from `addresses` in
+    turn, until a send is refused: the codes sent, the checks answered, the refusal."""
+    sends = checks = 0
+    for _ in range(50):
+        sent = await client.post(SEND, json={"phone": US_TEST}, headers=from_ip(next(addresses)))
+        if sent.status_code != 200:
+            return sends, checks, sent
+        sends += 1
+        for guess in ["000000"] * 5 + ["123456"]:
+            answer = await client.post(
+                VERIFY,
+                json={"phone": US_TEST, "verification_code": guess},
+                headers=from_ip(next(addresses)),
+            )
+            if answer.status_code == 429:
+                # Locked: not even the fixed code gets in now.
+                assert answer.json() == LOCKED
+                break
+            assert answer.status_code == 400, answer.text
+            checks += 1
+    raise AssertionError(f"{sends} codes sent to a test number and no send refused")
+
+
+async def test_checks_at_a_test_number_are_bounded_from_any_number_of_addresses(
+    client_for: ClientFactory, twilio: respx.MockRouter, clock: FakeClock
+) -> None:
+    start = mock_start(twilio)
+    check = mock_check(twilio)
+    addresses = itertools.cycle(["203.0.113.1", "203.0.113.2", "203.0.113.3"])
+    async with client_for(clocks=Clocks(wall=clock), **AS_PROXY, **WITH_TEST_NUMBERS) as client:
+        first_hour = await _guess_until_refused(client, addresses)
+        clock.advance(int(first_hour[2].headers["Retry-After"]))
+        second_hour = await _guess_until_refused(client, addresses)
+
+    # The default limits: 5 codes an hour and 10 a day, 5 checks each.
+    assert first_hour[:2] == (5, 25)
+    assert first_hour[2].status_code == 429
+    assert first_hour[2].json() == too_many(retry_after(first_hour[2], 3601))
+    assert second_hour[:2] == (5, 25)
+    # Now the day's window is full: the next code is hours away.
+    assert second_hour[2].status_code == 429
+    assert retry_after(second_hour[2], 86401) > 3600 * 20
+    assert start.call_count == 0
+    assert check.call_count == 0
 
 
 async def test_test_number_counts_against_the_per_ip_limit(

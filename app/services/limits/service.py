@@ -5,8 +5,16 @@ A send takes from the client's windows first; a send they refuse takes
 nothing from the number's or the market's. The number's windows are then
 checked, the market's budget taken, and the number's windows taken: a send
 the budget refuses never uses up the number's limit, and a number at its
-limit takes nothing from the budget. Test numbers skip the number's limits
-and the budget. A client is counted by its address, or by its /64 for IPv6.
+limit takes nothing from the budget. Test numbers skip the resend cooldown
+and the budget, and keep the number's other windows, so that their fixed
+code meets the attempt lockout a bounded number of times. A client is counted
+by its address, or by its /64 for IPv6.
+
+A check takes from the client's window; the number's window
+(`RATE_LIMIT_VERIFY_PER_PHONE`) is kept per number and client, and taken
+only once the check has found a pending code to spend an attempt on
+(`take_code_check`): guesses at a number with no code, and other clients'
+guesses, never stand between the owner and their next code.
 """
 
 from __future__ import annotations
@@ -48,6 +56,7 @@ class LoginLimits:
         self._limiter = limiter
         self._metrics = metrics
         self._send_per_phone = parse_limits(settings.rate_limit_send_per_phone)
+        self._send_per_test_number = _without_cooldown(self._send_per_phone)
         self._send_per_ip = parse_limits(settings.rate_limit_send_per_ip)
         self._verify_per_phone = parse_limits(settings.rate_limit_verify_per_phone)
         self._verify_per_ip = parse_limits(settings.rate_limit_verify_per_ip)
@@ -74,25 +83,42 @@ class LoginLimits:
         """Count a send, or raise the limit that refuses it."""
         if not self._enabled:
             return
-        steps = _steps(Limit.SEND_PER_IP, self._send_per_ip, limit_key(client_ip), take=True)
-        if not test_number:
-            steps += _steps(Limit.SEND_PER_PHONE, self._send_per_phone, phone.e164, take=False)
+        steps = _steps(Limit.SEND_PER_IP, self._send_per_ip, (limit_key(client_ip),), take=True)
+        number = (phone.e164,)
+        if test_number:
+            steps += _steps(Limit.SEND_PER_PHONE, self._send_per_test_number, number, take=True)
+        else:
+            steps += _steps(Limit.SEND_PER_PHONE, self._send_per_phone, number, take=False)
             steps += _steps(
-                Limit.SMS_BUDGET, self._budgets.get(market.name, []), market.name, take=True
+                Limit.SMS_BUDGET, self._budgets.get(market.name, []), (market.name,), take=True
             )
-            steps += _steps(Limit.SEND_PER_PHONE, self._send_per_phone, phone.e164, take=True)
+            steps += _steps(Limit.SEND_PER_PHONE, self._send_per_phone, number, take=True)
         await self._decide(steps, phone, market)
 
-    async def take_verify(
-        self, phone: Phone, market: Market, client_ip: str | None, *, test_number: bool
-    ) -> None:
-        """Count a code check, or raise the limit that refuses it."""
+    async def take_verify(self, phone: Phone, market: Market, client_ip: str | None) -> None:
+        """Count a check against the client's window, or raise the limit that refuses it.
+
+        The client's window at this number is only looked at: it is taken by
+        `take_code_check`, once there is a pending code to check.
+        """
         if not self._enabled:
             return
-        steps = _steps(Limit.VERIFY_PER_IP, self._verify_per_ip, limit_key(client_ip), take=True)
-        if not test_number:
-            steps += _steps(Limit.VERIFY_PER_PHONE, self._verify_per_phone, phone.e164, take=True)
+        client = limit_key(client_ip)
+        steps = _steps(Limit.VERIFY_PER_IP, self._verify_per_ip, (client,), take=True)
+        steps += _steps(
+            Limit.VERIFY_PER_PHONE, self._verify_per_phone, (phone.e164, client), take=False
+        )
         await self._decide(steps, phone, market)
+
+    async def take_code_check(self, phone: Phone, market: Market, client_ip: str | None) -> None:
+        """Count a check of the number's pending code against this client's window at
+        the number, or raise the limit that refuses it."""
+        if not self._enabled:
+            return
+        key = (phone.e164, limit_key(client_ip))
+        await self._decide(
+            _steps(Limit.VERIFY_PER_PHONE, self._verify_per_phone, key, take=True), phone, market
+        )
 
     async def _decide(self, steps: list[Step], phone: Phone, market: Market) -> None:
         """Run the steps; for the one that refuses, wait for the longest of that limit's
@@ -121,5 +147,15 @@ class LoginLimits:
         raise RateLimited(wait)
 
 
-def _steps(limit: Limit, items: list[RateLimitItem], key: str, *, take: bool) -> list[Step]:
-    return [Step(item, (limit, key), take) for item in items]
+def _steps(
+    limit: Limit, items: list[RateLimitItem], key: tuple[str, ...], *, take: bool
+) -> list[Step]:
+    return [Step(item, (limit, *key), take) for item in items]
+
+
+def _without_cooldown(items: list[RateLimitItem]) -> list[RateLimitItem]:
+    """A number's send windows but the resend cooldown: the shortest window, when it
+    allows one send and a longer one follows (which keeps test numbers bounded)."""
+    if len(items) > 1 and items[0].amount == 1:
+        return items[1:]
+    return items

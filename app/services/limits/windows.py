@@ -24,7 +24,7 @@ from app.services.limits.local import LocalMovingWindow
 from app.services.limits.steps import Clock, Step
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     from redis.asyncio import BlockingConnectionPool, Redis
 
@@ -87,6 +87,8 @@ class RateLimiter:
         clock: Clock = time.time,
         retry_seconds: float = REDIS_RETRY_SECONDS,
         metrics: Metrics | None = None,
+        max_keys: int | None = None,
+        on_evict: Callable[[], object] | None = None,
     ) -> None:
         self._clock = clock
         self._retry_seconds = retry_seconds
@@ -94,7 +96,8 @@ class RateLimiter:
         self._pool: BlockingConnectionPool | None = None
         self._health: Redis | None = None
         self._redis: RedisWindows | None = None
-        self._fallback = LocalMovingWindow(clock)
+        # The in-process windows: the only ones with memory://, the fallback with Redis.
+        self._fallback = LocalMovingWindow(clock, max_keys=max_keys, on_evict=on_evict)
         # One waiter per connection in the pool at most; the rest queue here, where
         # they can still turn to the fallback should Redis go away meanwhile.
         self._slots = asyncio.Semaphore(max_connections)

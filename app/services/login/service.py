@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from app.core.config import Channel, Settings
 from app.core.database import UnitOfWork
-from app.core.errors import DATABASE_DOWN_ERRORS
+from app.core.errors import DATABASE_DOWN_ERRORS, AppError
 from app.core.markets import Market, Markets
 from app.core.phone import Phone
 from app.core.request_context import set_log_phone
@@ -71,15 +71,24 @@ class LoginService:
     async def login(
         self, uow: UnitOfWork, phone: Phone, code: str, client_ip: str | None = None
     ) -> LoginResult:
-        """Check `code` and return the user with a fresh token pair."""
+        """Check `code` and return the user with a fresh token pair.
+
+        The client's limits come first; the number's window for this client is
+        taken only once a pending code has an attempt reserved, so that guesses
+        at a number without a code count against nobody's use of it.
+        """
         set_log_phone(phone.masked)
         market = self._markets.of(phone)
         self._verification.require_code_format(code)
         self._verification.require_provider(phone)
-        await self._limits.take_verify(
-            phone, market, client_ip, test_number=self._verification.is_test_number(phone)
-        )
-        approved = await self._verification.check(uow, phone, market, code)
+        await self._limits.take_verify(phone, market, client_ip)
+        reserved = await self._verification.reserve(uow, phone, market)
+        try:
+            await self._limits.take_code_check(phone, market, client_ip)
+        except AppError:
+            await self._verification.release(uow, reserved)
+            raise
+        approved = await self._verification.check(uow, reserved, phone, market, code)
         tokens, created = await self._store(uow, approved, phone, market, client_ip)
         logger.info(
             "Login: user=%s market=%s new=%s phone=%s",

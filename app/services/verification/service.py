@@ -1,10 +1,11 @@
 """Sending codes and checking them: the provider, the verification rows, the lockout.
 
-A code allows `VERIFICATION_MAX_ATTEMPTS` checks. Each check spends an
-attempt before the provider is asked (`VerificationRepository.spend_attempt`),
-so concurrent guesses cannot exceed it; a check the provider gave no verdict
-on gets its attempt back; the wrong guess that spends the last attempt locks
-the code (429 until a new one is sent).
+A code allows `VERIFICATION_MAX_ATTEMPTS` checks. Each check reserves an
+attempt before the provider is asked (`reserve`, through
+`VerificationRepository.spend_attempt`), so concurrent guesses cannot exceed
+it; a check refused before the provider heard of it (`release`) or one the
+provider gave no verdict on gets its attempt back; the wrong guess that spends
+the last attempt locks the code (429 until a new one is sent).
 
 Concurrent submits of one code (a double tap) end in one login: the provider
 approves the first correct check and answers the later ones "not found", which
@@ -124,21 +125,31 @@ class VerificationService:
             self._metrics.sms_spend.labels(market.name).inc(market.settings.price_usd)
         return StartedVerification(phone=phone, market=market, channel=channel)
 
+    async def reserve(self, uow: UnitOfWork, phone: Phone, market: Market) -> ReservedCheck:
+        """Take an attempt on the number's pending code for a check, or raise why there
+        is none to take (400 no pending code, 429 locked)."""
+        try:
+            return await self._spend_attempt(VerificationRepository(uow), phone)
+        except AppError as exc:
+            self._metrics.verifications_failed.labels(market.name, "none", exc.outcome).inc()
+            raise
+
+    async def release(self, uow: UnitOfWork, row: ReservedCheck) -> None:
+        """Give back the attempt of a check that was refused before the provider heard
+        of it."""
+        await VerificationRepository(uow).refund_attempt(row.id)
+
     async def check(
-        self, uow: UnitOfWork, phone: Phone, market: Market, code: str
+        self, uow: UnitOfWork, row: ReservedCheck, phone: Phone, market: Market, code: str
     ) -> ReservedCheck:
-        """Check `code` for `phone` with the provider, or raise the contract's error.
+        """Check `code` against the reserved row with the provider, or raise the
+        contract's error.
 
         An approved row comes back still pending: the login marks it used in
         the same statement as the login, then calls `approval_stored`, or
         `approval_lost` when another request used it first.
         """
         repository = VerificationRepository(uow)
-        try:
-            row = await self._spend_attempt(repository, phone)
-        except AppError as exc:
-            self._metrics.verifications_failed.labels(market.name, "none", exc.outcome).inc()
-            raise
         try:
             await self._check(repository, row, phone, market, code)
         except AppError as exc:

@@ -1,6 +1,6 @@
 """Test phone numbers with fixed codes, for app-store review and end-to-end tests.
 
-They never reach Twilio or the SMS budget and skip the per-phone limits;
+They never reach Twilio or the SMS budget and skip the resend cooldown;
 everything else (per-IP limits, attempt lockout, users, tokens) is as usual.
 """
 
