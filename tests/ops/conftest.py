@@ -3,6 +3,7 @@ on a local port, a migrated SQLite file, and Prometheus text parsing."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -175,6 +176,8 @@ class Server:
             [str(PYTHON), "-m", "app", "serve"],
             cwd=cwd,
             env=full_env,
+            # Its own process group, so that `kill` also ends the workers it forks.
+            start_new_session=True,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -232,9 +235,10 @@ class Server:
         return self.process.wait(timeout=EXIT_TIMEOUT)
 
     def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(timeout=EXIT_TIMEOUT)
+        """SIGKILL the server and every worker process it started."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=EXIT_TIMEOUT)
         self._reader.join(timeout=5)
 
 
