@@ -427,8 +427,9 @@ async def _probe(http: httpx.AsyncClient, phones: list[str]) -> list[int]:
 
 
 async def test_a_flood_from_one_client_keeps_every_limit_of_another_exact(
-    serve: ServerFactory, fake_twilio: str
+    serve: ServerFactory, fake_twilio: str, db_engine: AsyncEngine
 ) -> None:
+    """(`db_engine` empties the tables the server wrote to, after the test.)"""
     flooded: Counter[str] = Counter()
     under_way, done = asyncio.Event(), asyncio.Event()
     flood_pool = httpx.Limits(max_connections=FLOOD_CONNECTIONS, max_keepalive_connections=None)
