@@ -24,7 +24,7 @@ from app.services.limits.local import LocalMovingWindow
 from app.services.limits.steps import Clock, Step
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Sequence
 
     from redis.asyncio import BlockingConnectionPool, Redis
 
@@ -115,16 +115,16 @@ class RateLimiter:
             raise ValueError(
                 f"RATE_LIMIT_STORAGE_URL must be memory:// or redis://, not {storage_url!r}"
             )
-        self._shared = self._pool is not None
 
     @property
     def shared(self) -> bool:
         """Whether limits are shared between processes (Redis)."""
-        return self._shared
+        return self._redis is not None
 
     async def _on_redis(self, call: Callable[[RedisWindows], Awaitable[T]]) -> T:
-        """`call` on Redis, waiting for a connection as long as it takes; raises
-        `_Unreachable` when the in-process windows must answer instead.
+        """`call` on Redis (callers check that it is configured), waiting for a
+        connection as long as it takes; raises `_Unreachable` when the in-process
+        windows must answer instead.
 
         A failed call is not an outage by itself (a flood can starve a reply of its
         turn on the event loop): a health ping decides, and while Redis answers it
@@ -211,21 +211,25 @@ class RateLimiter:
 
     async def retry_after(self, item: RateLimitItem, *key: str) -> int:
         """Seconds until `item` allows one more for `key`."""
-        try:
-            [reset] = await self._on_redis(lambda redis: redis.resets([item], key))
-        except _Unreachable:
-            stats = await self._fallback.get_window_stats(item, *key)
-            reset = stats.reset_time
-        return self._seconds_until(reset)
+        if self._redis is not None:
+            try:
+                [reset] = await self._on_redis(lambda redis: redis.resets([item], key))
+            except _Unreachable:
+                pass
+            else:
+                return self._seconds_until(reset)
+        stats = await self._fallback.get_window_stats(item, *key)
+        return self._seconds_until(stats.reset_time)
 
     async def run_in_order(self, steps: Sequence[Step]) -> int | None:
         """Go through `steps` in order, stopping at the first window that is used up:
         its index, or None when every window had room (and those to take, took one).
         With Redis, one round trip whatever the number of steps."""
-        try:
-            return await self._on_redis(lambda redis: redis.run_in_order(steps))
-        except _Unreachable:
-            pass
+        if self._redis is not None:
+            try:
+                return await self._on_redis(lambda redis: redis.run_in_order(steps))
+            except _Unreachable:
+                pass
         for index, (item, identifiers, take) in enumerate(steps):
             window = self._fallback.hit if take else self._fallback.test
             if not await window(item, *identifiers):
@@ -235,14 +239,18 @@ class RateLimiter:
     async def retry_afters(self, items: Sequence[RateLimitItem], *key: str) -> list[int]:
         """Seconds until each of `items` that is used up for `key` allows one more;
         empty when none is. With Redis, one round trip."""
-        try:
-            resets = await self._on_redis(lambda redis: redis.resets_of_full(items, key))
-        except _Unreachable:
-            resets = []
-            for item in items:
-                if not await self._fallback.test(item, *key):
-                    stats = await self._fallback.get_window_stats(item, *key)
-                    resets.append(stats.reset_time)
+        if self._redis is not None:
+            try:
+                resets = await self._on_redis(lambda redis: redis.resets_of_full(items, key))
+            except _Unreachable:
+                pass
+            else:
+                return [self._seconds_until(reset) for reset in resets]
+        resets = []
+        for item in items:
+            if not await self._fallback.test(item, *key):
+                stats = await self._fallback.get_window_stats(item, *key)
+                resets.append(stats.reset_time)
         return [self._seconds_until(reset) for reset in resets]
 
     async def ping(self) -> bool:

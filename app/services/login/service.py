@@ -62,11 +62,13 @@ class LoginService:
         set_log_phone(phone.masked)
         market = self._markets.of(phone)
         self._verification.require_channel(channel, market)
-        self._verification.require_provider(phone)
+        provider = self._verification.provider_for(phone)
         await self._limits.take_send(
-            phone, market, client_ip, test_number=self._verification.is_test_number(phone)
+            phone, market, client_ip, test_number=self._verification.is_test(provider)
         )
-        return await self._verification.start(uow, phone, market, channel.value, client_ip)
+        return await self._verification.start(
+            uow, provider, phone, market, channel.value, client_ip
+        )
 
     async def login(
         self, uow: UnitOfWork, phone: Phone, code: str, client_ip: str | None = None
@@ -80,7 +82,7 @@ class LoginService:
         set_log_phone(phone.masked)
         market = self._markets.of(phone)
         self._verification.require_code_format(code)
-        self._verification.require_provider(phone)
+        provider = self._verification.provider_for(phone)
         await self._limits.take_verify(phone, market, client_ip)
         reserved = await self._verification.reserve(uow, phone, market)
         try:
@@ -88,8 +90,8 @@ class LoginService:
         except AppError:
             await self._verification.release(uow, reserved)
             raise
-        approved = await self._verification.check(uow, reserved, phone, market, code)
-        tokens, created = await self._store(uow, approved, phone, market, client_ip)
+        await self._verification.check(uow, provider, reserved, phone, market, code)
+        tokens, created = await self._store(uow, reserved, phone, market, client_ip)
         logger.info(
             "Login: user=%s market=%s new=%s phone=%s",
             tokens.user.id,

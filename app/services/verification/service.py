@@ -86,13 +86,19 @@ class VerificationService:
         self._providers = providers
         self._metrics = metrics
 
-    def is_test_number(self, phone: Phone) -> bool:
-        """Whether `phone` is a test number today (fixed code, no SMS)."""
-        return self._providers.test_numbers.code_for(phone.e164) is not None
+    def provider_for(self, phone: Phone) -> VerifyProvider:
+        """The test-number provider for an active test number, else the configured one;
+        a 503 when that is not configured. A request picks it once and passes it on."""
+        if self._providers.test_numbers.code_for(phone.e164) is not None:
+            return self._providers.test
+        if self._providers.primary is None:
+            logger.error("Verification requested but the provider's credentials are not configured")
+            raise ProviderNotConfigured()
+        return self._providers.primary
 
-    def require_provider(self, phone: Phone) -> None:
-        """Refuse with a 503 when the number's provider is not configured."""
-        self._provider_for(phone)
+    def is_test(self, provider: VerifyProvider) -> bool:
+        """Whether `provider` is the test numbers' (fixed code, no SMS)."""
+        return provider is self._providers.test
 
     def require_channel(self, channel: str, market: Market) -> None:
         """Refuse a channel the number's market does not deliver over."""
@@ -108,10 +114,15 @@ class VerificationService:
         return code
 
     async def start(
-        self, uow: UnitOfWork, phone: Phone, market: Market, channel: str, client_ip: str | None
+        self,
+        uow: UnitOfWork,
+        provider: VerifyProvider,
+        phone: Phone,
+        market: Market,
+        channel: str,
+        client_ip: str | None,
     ) -> StartedVerification:
-        """Ask the provider to send a code and record the verification."""
-        provider = self._provider_for(phone)
+        """Ask `provider` to send a code and record the verification."""
         started = self._metrics.verifications_started
         try:
             await self._start(uow, provider, phone, market, channel, client_ip)
@@ -140,22 +151,27 @@ class VerificationService:
         await VerificationRepository(uow).refund_attempt(row.id)
 
     async def check(
-        self, uow: UnitOfWork, row: ReservedCheck, phone: Phone, market: Market, code: str
-    ) -> ReservedCheck:
-        """Check `code` against the reserved row with the provider, or raise the
+        self,
+        uow: UnitOfWork,
+        provider: VerifyProvider,
+        row: ReservedCheck,
+        phone: Phone,
+        market: Market,
+        code: str,
+    ) -> None:
+        """Check `code` against the reserved row with `provider`, or raise the
         contract's error.
 
-        An approved row comes back still pending: the login marks it used in
-        the same statement as the login, then calls `approval_stored`, or
+        An approved row stays pending: the login marks it used in the same
+        statement as the login, then calls `approval_stored`, or
         `approval_lost` when another request used it first.
         """
         repository = VerificationRepository(uow)
         try:
-            await self._check(repository, row, phone, market, code)
+            await self._check(repository, provider, row, phone, market, code)
         except AppError as exc:
             self._metrics.verifications_failed.labels(market.name, row.channel, exc.outcome).inc()
             raise
-        return row
 
     def approval_stored(self, row: ReservedCheck, market: Market) -> None:
         """Count an approval that is now marked used (the login logs it)."""
@@ -167,15 +183,6 @@ class VerificationService:
         self._metrics.verifications_failed.labels(market.name, row.channel, error.outcome).inc()
         logger.info("Verification already used: market=%s phone=%s", market.name, phone.masked)
         raise error
-
-    def _provider_for(self, phone: Phone) -> VerifyProvider:
-        """The test-number provider for an active test number, else the configured one."""
-        if self.is_test_number(phone):
-            return self._providers.test
-        if self._providers.primary is None:
-            logger.error("Verification requested but the provider's credentials are not configured")
-            raise ProviderNotConfigured()
-        return self._providers.primary
 
     async def _start(
         self,
@@ -236,12 +243,12 @@ class VerificationService:
     async def _check(
         self,
         repository: VerificationRepository,
+        provider: VerifyProvider,
         row: ReservedCheck,
         phone: Phone,
         market: Market,
         code: str,
     ) -> None:
-        provider = self._provider_for(phone)
         if row.provider != provider.name:
             # Started by another provider (a test number since expired, a changed
             # VERIFY_PROVIDER): this one cannot know the code.
