@@ -9,8 +9,9 @@ import pytest
 import respx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.core.logging import ConsoleFormatter
 from tests.conftest import ClientFactory
-from tests.helpers import INVALID_CODE, KG_MASKED, KG_PHONE, ME, SEND, VERIFY, bearer, verifications
+from tests.helpers import INVALID_CODE, KG_PHONE, ME, SEND, VERIFY, bearer, verifications
 
 CODE_IN_LOG = re.compile(r"\bcode (\d+)\b")
 
@@ -43,8 +44,10 @@ async def test_whole_login_with_the_logged_code(
     assert sent.json()["phone"] == KG_PHONE
     assert re.fullmatch(r"\d{6}", code)
     [line] = [r.getMessage() for r in caplog.records if code in r.getMessage()]
-    assert KG_MASKED in line
-    assert KG_PHONE not in line
+    # The one log line with a whole number: it stands for the text message.
+    assert f"for {KG_PHONE} via sms" in line
+    assert sent.headers["X-Request-ID"] in line
+    assert all(KG_PHONE not in r.getMessage() for r in caplog.records if code not in r.getMessage())
     # Only an HMAC of the code is kept.
     assert row.provider == "console"
     assert row.code_hash
@@ -104,3 +107,34 @@ async def test_only_the_newest_code_works(
     assert stale.json() == INVALID_CODE
     assert newest.status_code == 200, newest.text
     assert not twilio.calls
+
+
+async def test_codes_for_two_numbers_are_told_apart_by_number_and_request(
+    client_for: ClientFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Numbers masked alike (`+996*****3456`) and one process's request ids, which share
+    their first characters: each line shows its whole number and its request's whole id."""
+    first, second = "+996700113456", "+996777223456"
+    async with client_for(verify_provider="console") as client:
+        given = await client.post(
+            SEND, json={"phone": first}, headers={"X-Request-ID": "frontend-7f3a"}
+        )
+        generated = await client.post(SEND, json={"phone": second})
+
+    assert given.status_code == generated.status_code == 200
+    lines = [
+        ConsoleFormatter("%(message)s").format(record)
+        for record in caplog.records
+        if CODE_IN_LOG.search(record.getMessage()) and record.levelno == logging.WARNING
+    ]
+    assert len(lines) == 2
+    generated_id = generated.headers["X-Request-ID"]
+    assert len(generated_id) == 32
+    line_of = {
+        phone: [line for line in lines if f"for {phone} via" in line] for phone in (first, second)
+    }
+    assert len(line_of[first]) == len(line_of[second]) == 1
+    assert "request frontend-7f3a" in line_of[first][0]
+    assert generated_id not in line_of[first][0]
+    assert f"request {generated_id}" in line_of[second][0]
+    assert "frontend-7f3a" not in line_of[second][0]

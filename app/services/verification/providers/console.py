@@ -1,6 +1,9 @@
 """The `console` provider for local development: the code goes to the log.
 
-Refused in production by the settings. Only an HMAC of the code is stored.
+Refused in production by the settings. Only an HMAC of the code is stored. Its
+line is the one log line with a whole phone number: it stands for the text
+message, so a developer must be able to tell which number (and which request)
+each code is for.
 """
 
 from __future__ import annotations
@@ -8,7 +11,7 @@ from __future__ import annotations
 import logging
 import secrets
 
-from app.core.phone import mask_phone
+from app.core.request_context import request_id_var
 from app.services.verification.providers.base import (
     CheckOutcome,
     CheckRequest,
@@ -39,10 +42,11 @@ class ConsoleVerifyProvider:
         sid = new_sid()
         code = "".join(secrets.choice("0123456789") for _ in range(self._code_length))
         logger.warning(
-            "Console provider (development only): code %s for %s via %s",
+            "Console provider (development only): code %s for %s via %s, request %s",
             code,
-            mask_phone(request.phone),
+            request.phone,
             request.channel,
+            request_id_var.get() or "-",
         )
         return StartResult(sid=sid, code_hash=self._hasher.hash(sid, code))
 
