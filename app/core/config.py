@@ -300,9 +300,13 @@ class Settings(BaseSettings):
         """
         if self.jwt_secret_key is not None and self.jwt_secret_key.get_secret_value():
             return self.jwt_secret_key.get_secret_value()
-        pem = self.private_key_pem() if self.jwt_algorithm != "HS256" else None
-        if pem:
-            return hashlib.sha256(b"phone-auth secret\x00" + pem.encode()).hexdigest()
+        if self.jwt_algorithm != "HS256":
+            pem = self.private_key_pem()
+            if pem:
+                return hashlib.sha256(b"phone-auth secret\x00" + pem.encode()).hexdigest()
+            # No key either: the signing keys warn that JWT_PRIVATE_KEY is unset and
+            # made up; JWT_SECRET_KEY is not what this deployment is missing.
+            return secrets.token_urlsafe(48)
         logger.warning(
             "JWT_SECRET_KEY is not set: using a random key, so tokens stop working on restart"
         )

@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from pydantic import ValidationError
 
 from app.core.config import Settings
 from tests.conftest import JWT_SECRET, ClientFactory
+from tests.helpers import Records
 from tests.helpers import (
     INVALID_TOKEN,
     JWKS,
@@ -283,3 +285,31 @@ def test_production_accepts_rs256_with_a_private_key(tmp_path: Path) -> None:
             **key,
         )
         assert settings.private_key_pem() == path.read_text()
+
+
+@pytest.mark.parametrize("algorithm", ASYMMETRIC)
+async def test_with_a_private_key_nothing_warns_about_jwt_secret_key(
+    client_for: ClientFactory, app_logs: Records, algorithm: str
+) -> None:
+    pem = private_pem(private_key(algorithm))
+    async with client_for(jwt_algorithm=algorithm, jwt_private_key=pem, jwt_secret_key=None) as c:
+        tokens = await login(c)
+        refreshed = await refresh(c, tokens["refresh_token"])
+
+    assert refreshed.status_code == 200, refreshed.text
+    assert app_logs.at(logging.WARNING) == []
+
+
+@pytest.mark.parametrize("algorithm", ASYMMETRIC)
+async def test_without_any_key_development_warns_only_of_the_private_key(
+    client_for: ClientFactory, app_logs: Records, algorithm: str
+) -> None:
+    async with client_for(
+        environment="development", jwt_algorithm=algorithm, jwt_secret_key=None
+    ) as client:
+        tokens = await login(client)
+
+    assert tokens["access_token"]
+    [warning] = app_logs.at(logging.WARNING)
+    assert warning.startswith("JWT_PRIVATE_KEY is not set")
+    assert "JWT_SECRET_KEY" not in warning

@@ -95,7 +95,8 @@ def _load_private_key(pem: str, algorithm: str) -> rsa.RSAPrivateKey | ec.Ellipt
 
 def _generate_private_key(algorithm: str) -> rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey:
     logger.warning(
-        "JWT_PRIVATE_KEY is not set: using a random %s key, so tokens stop working on restart",
+        "JWT_PRIVATE_KEY is not set: using a random %s key, so tokens and sessions stop "
+        "working on restart",
         algorithm,
     )
     if algorithm == "RS256":
