@@ -1,4 +1,9 @@
-"""Alembic environment: async engine, URL from the service's settings."""
+"""Alembic environment: async engine, URL from the service's settings.
+
+`python -m app migrate` passes its settings in `config.attributes`; the alembic
+command reads them here, through the same `load_settings` (one line per bad
+setting, exit 2).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from alembic import context
-from app.core.config import Settings
+from app.core.settings_loader import load_settings
 from app.models.metadata import metadata
 
 config = context.config
@@ -21,7 +26,11 @@ target_metadata = metadata
 
 
 def _url() -> str:
-    return config.get_main_option("sqlalchemy.url") or Settings().database_url
+    url = config.get_main_option("sqlalchemy.url")
+    if url:
+        return url
+    settings = config.attributes.get("settings") or load_settings()
+    return str(settings.database_url)
 
 
 def run_migrations_offline() -> None:

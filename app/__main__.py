@@ -1,59 +1,189 @@
-"""Command line: `python -m app serve`, `python -m app purge-verifications`."""
+"""Command line: `python -m app serve`, `python -m app migrate`,
+`python -m app purge-verifications`.
+
+Every command reads the settings the same way (`load_settings`): a refused setting
+is one line on stderr and exit status 2, whichever command read it.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import logging
+import os
 import sys
+from collections.abc import Awaitable, Callable
+from functools import partial
+
+from sqlalchemy.exc import SQLAlchemyError
 
 from app.core.config import Settings
 from app.core.database import Database, create_engine
 from app.core.logging import configure_logging
+from app.core.settings_loader import load_settings
+from app.services.ops.service import migration_problem
 from app.services.verification.retention import purge_verifications
 
 logger = logging.getLogger("app.cli")
 
+EXIT_FAILED = 1
 
-async def _purge(settings: Settings) -> int:
-    database = Database(create_engine(settings))
-    uow = database.unit_of_work()
+# `serve --help`: the settings that decide how and where the service runs.
+SERVE_SETTINGS = """\
+settings that matter (environment variables or .env; every one is in .env.example
+and in the README's Settings table):
+  HOST, PORT, WORKERS       address and processes (the options above override them)
+  ENVIRONMENT               development | test | production (refuses the console
+                            provider and weak keys)
+  DATABASE_URL              sqlite+aiosqlite:///<file> or postgresql+asyncpg://...
+                            (run `python -m app migrate` first)
+  VERIFY_PROVIDER           twilio, or console (codes in the log, development only)
+  TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, TWILIO_VERIFY_SERVICE_SID
+                            Twilio Verify credentials
+  JWT_SECRET_KEY            HS256 key (32+ random bytes in production)
+  JWT_ALGORITHM, JWT_PRIVATE_KEY, JWT_PRIVATE_KEY_FILE
+                            RS256 / ES256 signing
+  RATE_LIMIT_STORAGE_URL    memory:// or redis://host:6379/0 (limits shared by replicas)
+  TRUSTED_PROXIES           CIDRs whose X-Forwarded-For is believed
+  CORS_ALLOW_ORIGINS        browser origins allowed
+  METRICS_PORT              /metrics on a port of its own
+  GRACEFUL_SHUTDOWN_SECONDS, LIMIT_CONCURRENCY, HTTP_*_TIMEOUT_SECONDS
+                            connection bounds
+  LOG_LEVEL, LOG_FORMAT     logging
+"""
+
+# serve's options and the settings they override.
+SERVE_OPTIONS = {"host": "HOST", "port": "PORT", "workers": "WORKERS"}
+
+
+def _port(text: str) -> int:
+    return _whole_number(text, 1, 65535)
+
+
+def _workers(text: str) -> int:
+    return _whole_number(text, 1, 64)
+
+
+def _whole_number(text: str, low: int, high: int) -> int:
     try:
-        deleted = await purge_verifications(uow, settings.verification_retention_days)
-        await uow.commit()
-        return deleted
-    finally:
-        await uow.close()
-        await database.dispose()
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, not {text!r}") from None
+    if not low <= value <= high:
+        raise argparse.ArgumentTypeError(f"must be from {low} to {high}, not {value}")
+    return value
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run a maintenance command."""
-    parser = argparse.ArgumentParser(prog="python -m app", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser(
+def build_parser() -> argparse.ArgumentParser:
+    """The command line's parser."""
+    parser = argparse.ArgumentParser(
+        prog="python -m app", description="Phone Auth: the service and its maintenance."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="command")
+    serve = commands.add_parser(
         "serve",
-        help="run the service with uvicorn (HOST, PORT; TRUSTED_PROXIES for proxy headers)",
+        help="run the service with uvicorn",
+        description="Run the service: uvicorn with httptools, WORKERS processes on "
+        "HOST:PORT, proxy headers only from TRUSTED_PROXIES.",
+        epilog=SERVE_SETTINGS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    serve.add_argument("--host", help="address to listen on (overrides HOST; 127.0.0.1)")
+    serve.add_argument(
+        "--port", type=_port, help="port to listen on (overrides PORT; 8000)", metavar="PORT"
+    )
+    serve.add_argument(
+        "--workers",
+        type=_workers,
+        help="processes (overrides WORKERS; 1, keep 1 in Kubernetes)",
+        metavar="N",
+    )
+    commands.add_parser(
+        "migrate",
+        help="bring the database (DATABASE_URL) to the newest migration",
+        description="Apply every Alembic migration not yet applied to DATABASE_URL. "
+        "Run it before starting a new version; it works from any directory.",
     )
     commands.add_parser(
         "purge-verifications",
         help="delete verification rows older than VERIFICATION_RETENTION_DAYS (for a CronJob)",
     )
-    args = parser.parse_args(argv)
-    settings = Settings()
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run a command; its exit status."""
+    args = build_parser().parse_args(argv)
+    if args.command == "serve":
+        # Through the environment, so that uvicorn's workers (which read the settings
+        # again, in the processes it starts) see the same values.
+        for option, setting in SERVE_OPTIONS.items():
+            value = getattr(args, option)
+            if value is not None:
+                os.environ[setting] = str(value)
+    settings = load_settings()
     if args.command == "serve":
         from app.core.http_server import serve  # uvicorn: not needed by the other commands
 
         serve(settings)
         return 0
     configure_logging(settings)
-    if args.command == "purge-verifications":
-        deleted = asyncio.run(_purge(settings))
-        logger.info(
-            "Purged %d verification rows older than %d days",
-            deleted,
-            settings.verification_retention_days,
-        )
+    if args.command == "migrate":
+        return _migrate(settings)
+    return _with_database(settings, partial(_purge, days=settings.verification_retention_days))
+
+
+def _migrate(settings: Settings) -> int:
+    from app.core.migrations import MigrationsMissing, upgrade_to_head
+
+    try:
+        upgrade_to_head(settings)
+    except MigrationsMissing as exc:
+        logger.error("Cannot migrate: %s", exc)
+        return EXIT_FAILED
+    except (SQLAlchemyError, OSError) as exc:
+        logger.error("Cannot migrate: %s", _database_error(exc))
+        return EXIT_FAILED
+    logger.info("Database migrated to the newest revision")
+    return 0
+
+
+def _with_database(settings: Settings, command: Callable[[Database], Awaitable[int]]) -> int:
+    """Run `command` on the database once it is known to be migrated; database
+    trouble is one line in the log, not a traceback."""
+
+    async def run() -> int:
+        database = Database(create_engine(settings))
+        try:
+            problem = await migration_problem(database)
+            if problem is not None:
+                logger.error("%s", problem)
+                return EXIT_FAILED
+            return await command(database)
+        finally:
+            await database.dispose()
+
+    try:
+        return asyncio.run(run())
+    except (SQLAlchemyError, OSError) as exc:
+        logger.error("Database error: %s", _database_error(exc))
+        return EXIT_FAILED
+
+
+def _database_error(exc: BaseException) -> str:
+    """The error's type and first line (SQL parameters are hidden by the engine)."""
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+async def _purge(database: Database, *, days: int) -> int:
+    uow = database.unit_of_work()
+    try:
+        deleted = await purge_verifications(uow, days)
+        await uow.commit()
+    finally:
+        await uow.close()
+    logger.info("Purged %d verification rows older than %d days", deleted, days)
     return 0
 
 

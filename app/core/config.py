@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import json
 import logging
 import secrets
 from datetime import date
@@ -12,11 +13,19 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal, Self
 
-from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from limits import parse_many
+from pydantic import (
+    BaseModel,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from app.core.keys import load_private_key, parse_public_keys
 from app.core.phone import PhoneError, parse_phone
 
 logger = logging.getLogger(__name__)
@@ -41,6 +50,28 @@ def _weak_secret(secret: str) -> bool:
 
 
 SUPPORTED_DATABASE_DRIVERS = frozenset({"sqlite+aiosqlite", "postgresql+asyncpg"})
+LIMITS_RULE = "limits like 5/hour (per second, minute, hour or day), separated by ';'"
+
+
+def _check_limits(text: str) -> str:
+    """`text` if it parses as rate limits of at least one hit each (the service parses
+    them again where it uses them)."""
+    try:
+        items = parse_many(text)
+    except ValueError as exc:
+        raise ValueError(f"must be {LIMITS_RULE}, not {text!r}") from exc
+    if any(item.amount < 1 for item in items):
+        raise ValueError(f"must allow at least 1 per window, not {text!r}")
+    return text
+
+
+class SettingsProblems(ValueError):
+    """Several refused settings found by one check; each message starts with the
+    setting's name."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
 
 
 class Environment(StrEnum):
@@ -68,6 +99,11 @@ class MarketSettings(BaseModel):
     channels: list[Channel] = Field(default_factory=lambda: [Channel.SMS], min_length=1)
     sms_budget: str = Field(default="1000/hour", description="Sends per window, all clients")
     price_usd: float = Field(default=0.0, ge=0, description="Estimated cost of one verification")
+
+    @field_validator("sms_budget")
+    @classmethod
+    def _budget_is_limits(cls, value: str) -> str:
+        return _check_limits(value)
 
 
 DEFAULT_MARKETS: dict[str, MarketSettings] = {
@@ -138,7 +174,9 @@ class Settings(BaseSettings):
     twilio_circuit_failures: int = Field(default=5, ge=1, le=1000)
     twilio_circuit_reset_seconds: float = Field(default=30.0, gt=0, le=3600)
 
-    markets: dict[str, MarketSettings] = Field(default_factory=lambda: dict(DEFAULT_MARKETS))
+    markets: Annotated[dict[str, MarketSettings], NoDecode] = Field(
+        default_factory=lambda: dict(DEFAULT_MARKETS)
+    )
     verification_code_length: int = Field(default=6, ge=4, le=10)
     verification_max_attempts: int = Field(default=5, ge=1, le=20)
 
@@ -169,6 +207,28 @@ class Settings(BaseSettings):
     test_phone_numbers: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
     test_phone_numbers_valid_until: date | None = None
     verification_retention_days: int = Field(default=30, ge=1, le=3650)
+
+    @field_validator("markets", mode="before")
+    @classmethod
+    def _markets_from_json(cls, value: object) -> object:
+        # Decoded here rather than by the settings source, so that bad JSON is a
+        # validation error of its own, reported along with the others.
+        if isinstance(value, str):
+            try:
+                return json.loads(value)
+            except ValueError as exc:
+                raise ValueError("MARKETS: not valid JSON") from exc
+        return value
+
+    @field_validator(
+        "rate_limit_send_per_phone",
+        "rate_limit_send_per_ip",
+        "rate_limit_verify_per_ip",
+        "rate_limit_verify_per_phone",
+    )
+    @classmethod
+    def _limits_parse(cls, value: str) -> str:
+        return _check_limits(value)
 
     @field_validator("trusted_proxies", "cors_allow_origins", mode="before")
     @classmethod
@@ -256,28 +316,49 @@ class Settings(BaseSettings):
         return markets
 
     @model_validator(mode="after")
+    def _check_key_material(self) -> Self:
+        """The keys the service would load at start, loaded now: every command refuses
+        what serving would."""
+        problems: list[str] = []
+        if self.jwt_algorithm != "HS256":
+            try:
+                pem = self.private_key_pem()
+                if pem:
+                    load_private_key(pem, self.jwt_algorithm)
+            except ValueError as exc:
+                problems.append(str(exc))
+        try:
+            parse_public_keys(self.jwt_previous_public_keys or "")
+        except ValueError as exc:
+            problems.append(str(exc))
+        if problems:
+            raise SettingsProblems(problems)
+        return self
+
+    @model_validator(mode="after")
     def _check_production_safety(self) -> Self:
         if self.environment is not Environment.PRODUCTION:
             return self
+        problems: list[str] = []
         if self.verify_provider == "console":
-            raise ValueError(
-                "VERIFY_PROVIDER=console prints codes to the log and is refused when "
-                "ENVIRONMENT=production; configure Twilio instead"
+            problems.append(
+                "VERIFY_PROVIDER must be twilio when ENVIRONMENT=production: "
+                "VERIFY_PROVIDER=console prints codes to the log"
             )
         if self.jwt_algorithm != "HS256":
             if not self.private_key_pem():
-                raise ValueError(
-                    f"JWT_ALGORITHM={self.jwt_algorithm} needs JWT_PRIVATE_KEY or "
-                    "JWT_PRIVATE_KEY_FILE when ENVIRONMENT=production"
+                problems.append(
+                    "JWT_PRIVATE_KEY must be set (or JWT_PRIVATE_KEY_FILE) when "
+                    f"JWT_ALGORITHM={self.jwt_algorithm} and ENVIRONMENT=production"
                 )
-            return self
-        secret = self.jwt_secret_key.get_secret_value() if self.jwt_secret_key else ""
-        if _weak_secret(secret):
-            raise ValueError(
+        elif _weak_secret(self.jwt_secret_key.get_secret_value() if self.jwt_secret_key else ""):
+            problems.append(
                 f"JWT_SECRET_KEY must be set to a random value of at least {MIN_SECRET_BYTES} "
                 'bytes when ENVIRONMENT=production (python -c "import secrets; '
                 'print(secrets.token_urlsafe(48))")'
             )
+        if problems:
+            raise SettingsProblems(problems)
         return self
 
     def private_key_pem(self) -> str | None:

@@ -22,6 +22,7 @@ DEGRADED = "degraded"
 # The newest migration in alembic/versions, written here so that serving never
 # imports Alembic and its memory; a test keeps the two the same.
 HEAD_REVISION = "0002"
+MIGRATE_FIRST = "run `python -m app migrate` first"
 
 
 @dataclass
@@ -33,6 +34,7 @@ class ReadinessChecker:
     provider_configured: bool
     head: str = HEAD_REVISION
     _migrated: bool = False
+    _warned: bool = False
 
     async def check(self) -> dict[str, str]:
         """Each check's state: "ok", "degraded" (serving, with less) or why not."""
@@ -64,10 +66,31 @@ class ReadinessChecker:
             logger.warning("Readiness: database check failed (%s)", type(exc).__name__)
             return "unreachable"
         if current != self.head:
-            return f"migrations not at head ({current or 'none applied'} != {self.head})"
+            if not self._warned:
+                # Once per process: the probe asks every few seconds.
+                self._warned = True
+                logger.warning("%s", not_migrated_message(current, self.head))
+            return (
+                f"migrations not at head ({current or 'none applied'} != {self.head}): "
+                f"{MIGRATE_FIRST}"
+            )
         # Migrations only move forward while a version runs.
         self._migrated = True
         return "ok"
+
+
+async def migration_problem(database: Database, head: str = HEAD_REVISION) -> str | None:
+    """Why this version cannot use `database` yet (its migrations are not at `head`),
+    or None when it can. Connection errors are the caller's."""
+    async with database.engine.connect() as connection:
+        current = await _current_revision(connection)
+    return None if current == head else not_migrated_message(current, head)
+
+
+def not_migrated_message(current: str | None, head: str) -> str:
+    """One line for an operator: where the database is, and what to run."""
+    where = f"at revision {current}" if current else "not migrated"
+    return f"The database is {where}, this version needs {head}: {MIGRATE_FIRST}"
 
 
 async def _current_revision(connection: AsyncConnection) -> str | None:

@@ -13,7 +13,6 @@ import base64
 import hashlib
 import json
 import logging
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,13 +22,9 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from jose import jwt
 
 from app.core.config import Settings
+from app.core.keys import MIN_RSA_BITS, PublicKey, load_private_key, parse_public_keys
 
 logger = logging.getLogger(__name__)
-
-_PEM_PUBLIC = re.compile(r"-----BEGIN PUBLIC KEY-----.+?-----END PUBLIC KEY-----", re.DOTALL)
-MIN_RSA_BITS = 2048
-
-PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,20 +74,6 @@ def _public_pem(key: PublicKey) -> str:
     ).decode()
 
 
-def _load_private_key(pem: str, algorithm: str) -> rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey:
-    try:
-        key = serialization.load_pem_private_key(pem.encode(), password=None)
-    except (ValueError, TypeError) as exc:
-        raise ValueError(f"JWT_PRIVATE_KEY is not an unencrypted PEM private key: {exc}") from exc
-    if algorithm == "RS256":
-        if not isinstance(key, rsa.RSAPrivateKey) or key.key_size < MIN_RSA_BITS:
-            raise ValueError(f"JWT_ALGORITHM=RS256 needs an RSA key of {MIN_RSA_BITS}+ bits")
-        return key
-    if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(key.curve, ec.SECP256R1):
-        raise ValueError("JWT_ALGORITHM=ES256 needs an EC key on curve P-256")
-    return key
-
-
 def _generate_private_key(algorithm: str) -> rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey:
     logger.warning(
         "JWT_PRIVATE_KEY is not set: using a random %s key, so tokens and sessions stop "
@@ -102,17 +83,6 @@ def _generate_private_key(algorithm: str) -> rsa.RSAPrivateKey | ec.EllipticCurv
     if algorithm == "RS256":
         return rsa.generate_private_key(public_exponent=65537, key_size=MIN_RSA_BITS)
     return ec.generate_private_key(ec.SECP256R1())
-
-
-def parse_public_keys(text: str) -> list[PublicKey]:
-    """Every PEM public key in `text` (concatenated blocks)."""
-    keys: list[PublicKey] = []
-    for block in _PEM_PUBLIC.findall(text.replace("\\n", "\n")):
-        key = serialization.load_pem_public_key(block.encode())
-        if not isinstance(key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
-            raise ValueError("JWT_PREVIOUS_PUBLIC_KEYS may hold only RSA and EC keys")
-        keys.append(key)
-    return keys
 
 
 class KeySet:
@@ -130,7 +100,7 @@ class KeySet:
         else:
             pem = settings.private_key_pem()
             private = (
-                _load_private_key(pem, self.algorithm)
+                load_private_key(pem, self.algorithm)
                 if pem
                 else _generate_private_key(self.algorithm)
             )
