@@ -84,6 +84,30 @@ async def test_readyz_names_missing_migrations_on_a_database_never_migrated(
     assert "migrations" in answer.json()["checks"]["database"]
 
 
+async def test_a_database_never_migrated_says_what_to_run_once_in_the_log(
+    make_settings: SettingsFactory, tmp_path: Path
+) -> None:
+    app = create_app(make_settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'new.db'}"))
+    records = Records()
+    logging.getLogger("app").addHandler(records)
+    try:
+        async with running(app) as client:
+            first = await client.get("/readyz")
+            second = await client.get("/readyz")
+    finally:
+        logging.getLogger("app").removeHandler(records)
+
+    assert first.status_code == second.status_code == 503
+    assert first.json()["checks"]["database"] == (
+        f"migrations not at head (none applied != {HEAD_REVISION}): "
+        "run `python -m app migrate` first"
+    )
+    assert records.at(logging.WARNING, "app.services.ops") == [
+        f"The database is not migrated, this version needs {HEAD_REVISION}: "
+        "run `python -m app migrate` first"
+    ]
+
+
 async def test_readyz_503_when_migrations_are_behind_head(
     make_settings: SettingsFactory, tmp_path: Path
 ) -> None:
