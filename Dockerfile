@@ -2,7 +2,7 @@
 #   docker build -t phone-auth .        (or: podman build --format docker -t phone-auth .)
 #   docker run --rm -p 8000:8000 -e DATABASE_URL=… -e JWT_SECRET_KEY=… phone-auth
 # Default command: `serve` (uvicorn, one worker). Other commands of the same image:
-#   migrations:  --entrypoint alembic phone-auth upgrade head
+#   migrations:  phone-auth migrate
 #   retention:   phone-auth purge-verifications
 
 ARG PYTHON_IMAGE=python:3.11-slim
@@ -35,6 +35,7 @@ RUN groupadd --system --gid 10001 app \
 COPY --from=builder /opt/venv /opt/venv
 
 WORKDIR /app
+# `python -m app migrate` finds the migrations beside the package: /app/alembic.
 COPY alembic.ini ./
 COPY alembic ./alembic
 COPY app ./app

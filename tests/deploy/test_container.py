@@ -2,8 +2,8 @@
 
 Needs `podman` (skipped without it, or when `SKIP_CONTAINER_TESTS` gives a reason)
 and `TEST_DATABASE_URL` pointing at PostgreSQL (the container reaches it over the
-host's network). The test builds the image from the Dockerfile, runs `alembic
-upgrade head` in it against a database made for the test, starts the service
+host's network). The test builds the image from the Dockerfile, runs `python -m app
+migrate` in it against a database made for the test, starts the service
 read-only as the console provider, logs in with the code from the container's log,
 checks the HEALTHCHECK and stops it with SIGTERM.
 Containers, the image and the database are removed however the test ends.
@@ -202,8 +202,8 @@ def test_migrate_serve_login_and_stop(
 ) -> None:
     run_args = _run_args(container_database)
 
-    # The migration Job: the same image with alembic as the command.
-    podman("run", "--rm", *run_args, "--entrypoint", "alembic", image, "upgrade", "head")
+    # The migration Job: the same image's migrate command, from any working directory.
+    podman("run", "--rm", *run_args, "--workdir", "/tmp", image, "migrate")
     # The retention CronJob's command works on the migrated schema.
     podman("run", "--rm", *run_args, image, "purge-verifications")
 

@@ -166,11 +166,11 @@ def test_pods_are_locked_down(resources: dict[str, dict[str, Any]], kind: str) -
         assert {"cpu", "memory"} <= set(container["resources"]["limits"])
 
 
-def test_migration_job_runs_alembic(resources: dict[str, dict[str, Any]]) -> None:
+def test_migration_job_runs_the_migrate_command(resources: dict[str, dict[str, Any]]) -> None:
     job = resources["Job"]
     pod = _pod_spec(job)
     (container,) = pod["containers"]
-    assert container["command"] == ["alembic", "upgrade", "head"]
+    assert container["command"] == ["python", "-m", "app", "migrate"]
     assert pod["restartPolicy"] == "Never"
     assert job["spec"]["backoffLimit"] >= 1
     # Its pods must not be mistaken for API pods by the Service, PDB or spread.
