@@ -203,7 +203,7 @@ def test_migrate_serve_login_and_stop(
     run_args = _run_args(container_database)
 
     # The migration Job: the same image's migrate command, from any working directory.
-    podman("run", "--rm", *run_args, "--workdir", "/tmp", image, "migrate")
+    podman("run", "--rm", *run_args, "--workdir", "/", image, "migrate")
     # The retention CronJob's command works on the migrated schema.
     podman("run", "--rm", *run_args, image, "purge-verifications")
 

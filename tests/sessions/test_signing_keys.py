@@ -17,10 +17,10 @@ from pydantic import ValidationError
 
 from app.core.config import Settings
 from tests.conftest import JWT_SECRET, ClientFactory
-from tests.helpers import Records
 from tests.helpers import (
     INVALID_TOKEN,
     JWKS,
+    Records,
     assert_unauthorized,
     claims,
     header,
