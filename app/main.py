@@ -28,6 +28,7 @@ from app.core.metrics import Metrics
 from app.core.metrics_port import MetricsPortMiddleware
 from app.core.request_context import RequestContextMiddleware
 from app.core.request_limits import RequestLimitsMiddleware
+from app.core.settings_loader import load_settings
 from app.routers import login, ops, sessions, users
 from app.services.limits.service import LoginLimits
 from app.services.limits.steps import Clock
@@ -212,7 +213,8 @@ def create_app(settings: Settings | None = None, clocks: Clocks | None = None) -
 
 
 def _app_from_environment() -> FastAPI:
-    return create_app(Settings())
+    # `uvicorn app.main:app` too reports bad settings one line each (exit 2).
+    return create_app(load_settings())
 
 
 app = _app_from_environment()
