@@ -16,7 +16,7 @@ from datetime import date
 from enum import Enum
 from pathlib import Path
 from types import UnionType
-from typing import Any, Literal, TextIO, Union, get_args, get_origin
+from typing import Any, Literal, Union, get_args, get_origin
 
 from annotated_types import Ge, Gt, Le, Lt
 from pydantic import SecretStr, ValidationError
@@ -73,16 +73,15 @@ EXAMPLES: dict[str, str] = {
 _RAW_EXAMPLES = frozenset({"jwt_secret_key", "jwt_private_key", "jwt_previous_public_keys"})
 
 
-def load_settings(stderr: TextIO | None = None, **overrides: Any) -> Settings:
+def load_settings(**overrides: Any) -> Settings:
     """The settings from the environment and `.env` (`overrides` on top); when any is
     refused, print one line per refused setting to stderr and exit with status 2."""
     try:
         return Settings(**overrides)
     except (ValidationError, SettingsError) as exc:
         lines = settings_problems(exc, overrides)
-    out = stderr or sys.stderr
     for line in lines:
-        print(line, file=out)
+        print(line, file=sys.stderr)
     raise SystemExit(EXIT_BAD_SETTINGS)
 
 
@@ -98,11 +97,11 @@ def settings_problems(
     if isinstance(error, SettingsError):
         return [f"Settings: {error}"]
     problems = _describe(error)
-    refused = {name for name in problems if name.lower() in Settings.model_fields}
-    if refused and len(refused) == len(problems):
+    fields = {entry["loc"][0] for entry in error.errors() if entry["loc"]}
+    if fields and fields <= set(Settings.model_fields):
         defaults = {
-            name.lower(): Settings.model_fields[name.lower()].get_default(call_default_factory=True)
-            for name in refused
+            str(field): Settings.model_fields[str(field)].get_default(call_default_factory=True)
+            for field in fields
         }
         try:
             Settings(**{**(overrides or {}), **defaults})
