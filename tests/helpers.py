@@ -83,6 +83,7 @@ def as_answered(path: str, body: dict[str, Any]) -> dict[str, Any]:
     `"success": false`."""
     return {"success": False, **body} if path == SEND else body
 
+
 # Settings overrides ------------------------------------------------------------------------
 
 # The old backend's lifetime, which issue 4 keeps available through the setting.

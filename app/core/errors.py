@@ -14,8 +14,8 @@ from typing import Any, get_args
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from pydantic_core.core_schema import ErrorType
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -198,6 +198,8 @@ def _message(error: Mapping[str, Any]) -> str:
     ctx = error.get("ctx") or {}
     if kind == "missing":
         return MSG_REQUIRED
+    if kind == "extra_forbidden":
+        return MSG_UNKNOWN_FIELD
     if value is None:
         return MSG_NULL
     if kind == "string_type":
@@ -210,8 +212,6 @@ def _message(error: Mapping[str, Any]) -> str:
         return "Must be a valid boolean."
     if kind in {"literal_error", "enum"}:
         return _not_a_choice(value)
-    if kind == "extra_forbidden":
-        return MSG_UNKNOWN_FIELD
     return MSG_INVALID_VALUE
 
 

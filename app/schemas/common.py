@@ -92,9 +92,7 @@ def _code(value: Any) -> str:
 CodeInput = Annotated[
     str,
     BeforeValidator(_code),
-    WithJsonSchema(
-        {"type": "string", "pattern": "^[0-9]{4,10}$", "minLength": 4, "maxLength": 10}
-    ),
+    WithJsonSchema({"type": "string", "pattern": "^[0-9]{4,10}$", "minLength": 4, "maxLength": 10}),
 ]
 
 

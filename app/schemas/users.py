@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import unicodedata
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import (
     BaseModel,
@@ -53,16 +53,23 @@ ProfileName = Annotated[
 ProfileFullName = Annotated[str, BeforeValidator(_clean), StringConstraints(max_length=255)]
 
 
+def _update_schema(schema: dict[str, Any]) -> None:
+    """The schema of `UserUpdate`: its fields are strings, `null` being refused."""
+    for prop in schema.get("properties", {}).values():
+        options = prop.pop("anyOf", None)
+        if options:
+            prop.update(next(option for option in options if option.get("type") != "null"))
+    schema["examples"] = [{"full_name": "Aida Bekova", "name": "aida"}]
+
+
 class UserUpdate(RequestBody):
     """Fields a user may change: `name` and `full_name`. Any other field answers 400, as
     does `null`; the read-only fields of `UserOut` are accepted only with their current
     value (see `update_me`)."""
 
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={"examples": [{"full_name": "Aida Bekova", "name": "aida"}]},
-    )
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_update_schema)
 
+    # `None` only stands for "not sent": one that is sent is refused (`_not_null`).
     name: ProfileName | None = None
     full_name: ProfileFullName | None = None
     # Sent back unchanged by frontends that PATCH the whole user; a change is refused.
