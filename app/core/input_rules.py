@@ -47,6 +47,9 @@ class InputRulesMiddleware:
         self.rules = rules
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
         token = _current.set(self.rules)
         try:
             await self.app(scope, receive, send)
