@@ -21,8 +21,9 @@ from sqlalchemy.engine import make_url
 from app.core.client_ip import parse_networks
 from app.core.config import Settings
 from app.core.database import Database, create_engine
-from app.core.errors import install_error_handlers
+from app.core.errors import SUCCESS_ENVELOPE_ROUTES, install_error_handlers
 from app.core.garbage_collection import tuned_for_serving
+from app.core.input_rules import InputRules, InputRulesMiddleware
 from app.core.logging import configure_logging
 from app.core.metrics import Metrics
 from app.core.metrics_port import MetricsPortMiddleware
@@ -189,8 +190,10 @@ def create_app(settings: Settings | None = None, clocks: Clocks | None = None) -
     app.include_router(ops.router)
     ops.install_docs(app)
     # Last added runs first: the metrics port (with METRICS_PORT), request context, CORS,
-    # then body limits.
-    app.add_middleware(RequestLimitsMiddleware)
+    # body limits, then the input rules the body's validation reads.
+    app.add_middleware(InputRulesMiddleware, rules=InputRules.from_settings(settings))
+    envelope_paths = frozenset(str(app.url_path_for(name)) for name in SUCCESS_ENVELOPE_ROUTES)
+    app.add_middleware(RequestLimitsMiddleware, envelope_paths=envelope_paths)
     if settings.cors_allow_origins:
         app.add_middleware(
             CORSMiddleware,

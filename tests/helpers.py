@@ -75,6 +75,14 @@ NOT_AUTHENTICATED = {"detail": "Authentication credentials were not provided."}
 INVALID_TOKEN = {"detail": "Invalid or expired token."}
 INVALID_REFRESH = {"detail": "Invalid or expired refresh token."}
 BAD_BODY = {"detail": "Request body must be a JSON object."}
+INVALID_JSON = "Request body is not valid JSON."
+
+
+def as_answered(path: str, body: dict[str, Any]) -> dict[str, Any]:
+    """A `{"detail": …}` error body as `path` answers it: send-verification's carry
+    `"success": false`."""
+    return {"success": False, **body} if path == SEND else body
+
 
 # Settings overrides ------------------------------------------------------------------------
 

@@ -6,13 +6,15 @@ everything else is `{"detail": ...}`; the send endpoint adds `"success": false`.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, get_args
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic_core.core_schema import ErrorType
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -25,6 +27,11 @@ MSG_REQUIRED = "This field is required."
 # The default 503: the service exists to send codes, so that is what it says is down.
 MSG_SERVICE_UNAVAILABLE = "SMS verification is temporarily unavailable. Please contact support."
 MSG_BAD_BODY = "Request body must be a JSON object."
+# A body that does not parse as JSON at all; answered with where parsing stopped.
+MSG_INVALID_JSON = "Request body is not valid JSON."
+MSG_NULL = "This field may not be null."
+MSG_UNKNOWN_FIELD = "Unknown field."
+MSG_INVALID_VALUE = "Invalid value."
 # What FastAPI says when a body cannot be read (e.g. not UTF-8).
 FASTAPI_BODY_PARSE_ERROR = "There was an error parsing the body"
 MSG_DATABASE_UNAVAILABLE = "The service is temporarily unavailable. Please try again."
@@ -125,48 +132,93 @@ class ServiceUnavailable(AppError):
     outcome = "unavailable"
 
 
+def with_envelope(request: Request, body: dict[str, Any]) -> dict[str, Any]:
+    """`body` as the route of `request` answers it: on the send endpoint a `detail`
+    comes with `"success": false` (a field map stays as it is)."""
+    route = request.scope.get("route")
+    if "detail" in body and getattr(route, "name", None) in SUCCESS_ENVELOPE_ROUTES:
+        return {"success": False, **body}
+    return body
+
+
 async def app_error_handler(request: Request, exc: Exception) -> JSONResponse:
     """Render an `AppError`; on the send endpoint a `detail` comes with `"success": false`."""
     assert isinstance(exc, AppError)
-    body = exc.body()
-    route = request.scope.get("route")
-    if "detail" in body and getattr(route, "name", None) in SUCCESS_ENVELOPE_ROUTES:
-        body = {"success": False, **body}
-    return JSONResponse(body, status_code=exc.status_code, headers=exc.headers or None)
+    return JSONResponse(
+        with_envelope(request, exc.body()),
+        status_code=exc.status_code,
+        headers=exc.headers or None,
+    )
 
 
 async def validation_error_handler(request: Request, exc: Exception) -> JSONResponse:
-    """Render request validation as 400 with the old backend's field map."""
+    """Render request validation as 400 with the old backend's field map; a body that is
+    not JSON at all says where parsing stopped."""
     assert isinstance(exc, RequestValidationError)
     errors: dict[str, list[str]] = {}
     for error in exc.errors():
         loc = tuple(error.get("loc", ()))
-        if error.get("type") == "json_invalid" or loc in {("body",), ()}:
-            return JSONResponse({"detail": MSG_BAD_BODY}, status_code=400)
+        if error.get("type") == "json_invalid":
+            body = invalid_json_body(exc.body, loc[-1] if len(loc) > 1 else None)
+            return JSONResponse(with_envelope(request, body), status_code=400)
+        if loc in {("body",), ()}:
+            return JSONResponse(with_envelope(request, {"detail": MSG_BAD_BODY}), status_code=400)
         field = str(loc[1]) if loc[0] == "body" and len(loc) > 1 else str(loc[-1])
         errors.setdefault(field, []).append(_message(error))
     return JSONResponse(errors, status_code=400)
 
 
+def invalid_json_body(document: Any, position: Any) -> dict[str, Any]:
+    """The 400 body of a body that is not valid JSON: the message and the 1-based `line`
+    and `column` where parsing stopped (as Python's `json` counts them)."""
+    if not isinstance(document, str) or not isinstance(position, int):
+        return {"detail": MSG_INVALID_JSON}
+    position = max(0, min(position, len(document)))
+    line = document.count("\n", 0, position) + 1
+    column = position - document.rfind("\n", 0, position)
+    return {"detail": MSG_INVALID_JSON, "line": line, "column": column}
+
+
+# pydantic's own error types; any other type is one of the service's
+# `PydanticCustomError`s, whose message is already the contract's.
+_PYDANTIC_ERRORS = frozenset(get_args(ErrorType))
+
+
 def _message(error: Mapping[str, Any]) -> str:
+    """The message of one field error, in the old backend's (DRF's) words: pydantic's
+    own phrasing never reaches a client."""
     kind = error.get("type")
     value = error.get("input")
     # Whatever the check that failed, its message must not quote text that cannot be
     # encoded, and the client reads one message for such text on every field.
     if kind == "string_unicode" or (isinstance(value, str) and not encodable(value)):
         return MSG_INVALID_TEXT
+    if kind not in _PYDANTIC_ERRORS:
+        return str(error.get("msg") or MSG_INVALID_VALUE)
+    ctx = error.get("ctx") or {}
     if kind == "missing":
         return MSG_REQUIRED
+    if kind == "extra_forbidden":
+        return MSG_UNKNOWN_FIELD
+    if value is None:
+        return MSG_NULL
     if kind == "string_type":
         return "Not a valid string."
-    ctx = error.get("ctx") or {}
     if kind in {"string_too_short", "too_short"} and ctx.get("min_length") == 1:
         return "This field may not be blank."
     if kind in {"string_too_long", "too_long"}:
         return f"Ensure this field has no more than {ctx.get('max_length')} characters."
-    if kind == "bool_type":
+    if kind in {"bool_type", "bool_parsing"}:
         return "Must be a valid boolean."
-    return str(error.get("msg", "Invalid value."))
+    if kind in {"literal_error", "enum"}:
+        return _not_a_choice(value)
+    return MSG_INVALID_VALUE
+
+
+def _not_a_choice(value: Any) -> str:
+    """DRF's ChoiceField message: `"email" is not a valid choice.`"""
+    text = value if isinstance(value, str) else json.dumps(value)[:32]
+    return f'"{text[:32]}" is not a valid choice.'
 
 
 async def database_error_handler(request: Request, exc: Exception) -> JSONResponse:
@@ -175,7 +227,7 @@ async def database_error_handler(request: Request, exc: Exception) -> JSONRespon
         exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError)
     ):
         logger.exception("Database error during %s %s", request.method, request.url.path)
-        return JSONResponse({"detail": MSG_INTERNAL}, status_code=500)
+        return JSONResponse(with_envelope(request, {"detail": MSG_INTERNAL}), status_code=500)
     logger.error(
         "Database unavailable during %s %s: %s",
         request.method,
@@ -201,7 +253,11 @@ async def http_error_handler(request: Request, exc: Exception) -> JSONResponse:
     detail = exc.detail
     if exc.status_code == 400 and detail == FASTAPI_BODY_PARSE_ERROR:
         detail = MSG_BAD_BODY
-    return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=exc.headers)
+    return JSONResponse(
+        with_envelope(request, {"detail": detail}),
+        status_code=exc.status_code,
+        headers=exc.headers,
+    )
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -29,9 +29,15 @@ class Markets:
     def of(self, phone: Phone) -> Market:
         """The market of `phone`; a 400 when none is configured for its region, or when
         the number cannot take SMS (fixed line, premium rate, …)."""
-        market = self._by_region.get(phone.region)
-        if market is None:
-            raise FieldErrors({"phone": [MSG_UNSUPPORTED_COUNTRY]})
+        refusal = self.refusal(phone)
+        if refusal is not None:
+            raise FieldErrors({"phone": [refusal]})
+        return self._by_region[phone.region]
+
+    def refusal(self, phone: Phone) -> str | None:
+        """Why `phone` cannot log in here (no market for its region, or no SMS), if so."""
+        if phone.region not in self._by_region:
+            return MSG_UNSUPPORTED_COUNTRY
         if not phone.can_receive_sms:
-            raise FieldErrors({"phone": [MSG_NO_SMS]})
-        return market
+            return MSG_NO_SMS
+        return None

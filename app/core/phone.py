@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import re
+import unicodedata
 from dataclasses import dataclass
 
 import phonenumbers
@@ -15,7 +16,12 @@ MSG_UNSUPPORTED_COUNTRY = "Phone numbers from this country are not supported."
 MSG_NO_SMS = "This phone number cannot receive SMS."
 
 # Longest formatted number we bother parsing; E.164 itself is at most 16 characters.
+# It bounds what the client sent (trimmed), invisible characters included, so it is
+# the schema's `maxLength` and bounds the work of normalising too.
 MAX_RAW_LENGTH = 32
+# Invisible formatting (Cf: bidi marks such as the U+202A/U+202C iOS wraps around a
+# pasted number, zero-width spaces) and spaces of any width (Zs: NBSP, thin space).
+_INVISIBLE = frozenset({"Cf", "Zs"})
 # Characters a person may type between digits. Letters (vanity numbers) and
 # extensions, which libphonenumber would otherwise accept, are refused.
 _ALLOWED = re.compile(r"\+[0-9 ().\-]+")
@@ -62,14 +68,25 @@ def parse_phone(raw: str, *, check_sms: bool = False) -> Phone:
     otherwise `can_receive_sms` says so and the caller decides when to refuse.
     """
     text = raw.strip()
+    too_long = len(text) > MAX_RAW_LENGTH
+    text = normalise(text[: MAX_RAW_LENGTH + 1])
     if not text.startswith("+"):
         raise PhoneError(MSG_NO_PLUS)
-    if len(text) > MAX_RAW_LENGTH or not _ALLOWED.fullmatch(text):
+    if too_long or not _ALLOWED.fullmatch(text):
         raise PhoneError(MSG_INVALID)
     phone = _parse_valid(text)
     if check_sms and not phone.can_receive_sms:
         raise PhoneError(MSG_NO_SMS)
     return phone
+
+
+def normalise(text: str) -> str:
+    """`text` with compatibility forms folded (NFKC: fullwidth digits and plus become
+    ASCII) and invisible formatting and spaces of any kind removed."""
+    if text.isascii():
+        return text.replace(" ", "")
+    folded = unicodedata.normalize("NFKC", text)
+    return "".join(ch for ch in folded if unicodedata.category(ch) not in _INVISIBLE)
 
 
 # A login parses its number twice (send, then verify), and libphonenumber's parse

@@ -13,25 +13,36 @@ _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
 class RequestLimitsMiddleware:
-    """413 for a body over 16 KiB (declared or streamed), 415 for a non-JSON body."""
+    """413 for a body over 16 KiB (declared or streamed), 415 for a non-JSON body.
 
-    def __init__(self, app: ASGIApp, max_body: int = MAX_BODY_BYTES) -> None:
+    Requests to `envelope_paths` (the send endpoint's) get `"success": false` in
+    these bodies too, as every error of theirs does.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_body: int = MAX_BODY_BYTES,
+        envelope_paths: frozenset[str] = frozenset(),
+    ) -> None:
         self.app = app
         self.max_body = max_body
+        self.envelope_paths = envelope_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope.get("method") not in _BODY_METHODS:
             await self.app(scope, receive, send)
             return
+        envelope = scope.get("path") in self.envelope_paths
         headers = dict(scope.get("headers", []))
         length = headers.get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > self.max_body):
-            await _reply(send, 413, MSG_TOO_LARGE)
+            await _reply(send, 413, MSG_TOO_LARGE, envelope=envelope)
             return
         content_type = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
         has_body = length not in (None, b"0") or b"transfer-encoding" in headers
         if has_body and content_type and not _is_json(content_type):
-            await _reply(send, 415, MSG_MEDIA_TYPE)
+            await _reply(send, 415, MSG_MEDIA_TYPE, envelope=envelope)
             return
 
         # Bodies here are small: read it all first, so an oversized stream without
@@ -46,7 +57,7 @@ class RequestLimitsMiddleware:
             chunk = message.get("body", b"")
             received += len(chunk)
             if received > self.max_body:
-                await _reply(send, 413, MSG_TOO_LARGE)
+                await _reply(send, 413, MSG_TOO_LARGE, envelope=envelope)
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
@@ -78,8 +89,10 @@ def _is_json(content_type: bytes) -> bool:
     )
 
 
-async def _reply(send: Send, status: int, detail: str) -> None:
-    body = json.dumps({"detail": detail}).encode()
+async def _reply(send: Send, status: int, detail: str, *, envelope: bool) -> None:
+    answer: dict[str, object] = {"success": False} if envelope else {}
+    answer["detail"] = detail
+    body = json.dumps(answer).encode()
     await send(
         {
             "type": "http.response.start",

@@ -14,6 +14,7 @@ from app.schemas.errors import (
     BadRequestBody,
     DetailBody,
     RateLimitedBody,
+    SendBadRequestBody,
     SendErrorBody,
     error_response,
 )
@@ -79,8 +80,9 @@ TOKEN_LINKS: dict[int | str, dict[str, Any]] = {200: {"links": _SIGNED_IN_LINKS}
 
 SEND_ERRORS: dict[int | str, dict[str, Any]] = {
     400: error_response(
-        BadRequestBody,
-        "Invalid phone number, unsupported country, or a number that cannot take SMS",
+        SendBadRequestBody,
+        "Invalid phone number, unsupported country, or a number that cannot take SMS "
+        "(a field map), or a body that is not a JSON object",
         {"phone": ["Phone number must start with country code (e.g., +996 or +1)"]},
     ),
     403: error_response(

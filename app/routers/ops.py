@@ -11,12 +11,14 @@ from fastapi import APIRouter, FastAPI, Response
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.responses import Response as StarletteResponse
 from starlette.staticfiles import StaticFiles
 
-from app.core.errors import MSG_DATABASE_UNAVAILABLE
+from app.core.errors import MSG_DATABASE_UNAVAILABLE, SUCCESS_ENVELOPE_ROUTES
 from app.core.request_limits import MSG_MEDIA_TYPE, MSG_TOO_LARGE
 from app.dependencies.ops import MetricsDep, ReadinessDep
-from app.schemas.errors import DetailBody, as_documented, error_response
+from app.schemas.errors import DetailBody, SendErrorBody, as_documented, error_response
+from app.schemas.ops import HealthBody, ReadinessBody
 from app.services.ops.service import overall
 
 router = APIRouter(tags=["operations"])
@@ -26,11 +28,20 @@ router = APIRouter(tags=["operations"])
     "/healthz",
     summary="Liveness",
     description="200 while the process runs; touches no dependency.",
+    response_model=HealthBody,
     responses={200: {"content": {"application/json": {"example": {"status": "ok"}}}}},
 )
-async def healthz() -> dict[str, str]:
+async def healthz() -> HealthBody:
     """The process is alive."""
-    return {"status": "ok"}
+    return HealthBody()
+
+
+# HEAD for the probes and monitors that use it: the same status, no body. Not in the
+# document, whose operations are one per method and name.
+@router.head("/healthz", include_in_schema=False)
+async def healthz_head() -> Response:
+    """The process is alive (no body)."""
+    return Response(status_code=200, media_type="application/json")
 
 
 @router.get(
@@ -41,6 +52,7 @@ async def healthz() -> dict[str, str]:
     "Redis, `rate_limit_storage` is `ok`, or `degraded` while Redis cannot be reached: "
     "the limits are then the process's own and logins keep working, so the pod stays "
     "ready (200, `status` `degraded`). Twilio being down does not make a pod unready.",
+    response_model=ReadinessBody,
     responses={
         200: {
             "content": {
@@ -73,6 +85,7 @@ async def healthz() -> dict[str, str]:
             }
         },
         503: {
+            "model": ReadinessBody,
             "description": "A dependency is not ready",
             "content": {
                 "application/json": {
@@ -93,6 +106,13 @@ async def readyz(readiness: ReadinessDep) -> JSONResponse:
     return JSONResponse(body, status_code=503 if status == "unavailable" else 200)
 
 
+@router.head("/readyz", include_in_schema=False)
+async def readyz_head(readiness: ReadinessDep) -> Response:
+    """Whether this process can serve logins, as a status only."""
+    status = overall(await readiness.check())
+    return Response(status_code=503 if status == "unavailable" else 200)
+
+
 @router.get("/metrics", include_in_schema=False)
 async def metrics(metrics: MetricsDep) -> Response:
     """Prometheus metrics of this process."""
@@ -101,6 +121,19 @@ async def metrics(metrics: MetricsDep) -> Response:
 
 ASSETS = "/static/docs"
 REDOC_CDN_LOGO = "https://cdn.redoc.ly/redoc/logo-mini.svg"
+# The assets' names carry no version, so browsers keep them a day and then revalidate
+# them (ETag, Last-Modified): an upgrade of fastapi-offline shows within a day.
+ASSETS_CACHE_CONTROL = "public, max-age=86400"
+
+
+class DocsAssets(StaticFiles):
+    """The documentation's static files, with `Cache-Control`."""
+
+    def file_response(self, *args: Any, **kwargs: Any) -> StarletteResponse:
+        """The file (or 304), cacheable."""
+        response = super().file_response(*args, **kwargs)
+        response.headers["Cache-Control"] = ASSETS_CACHE_CONTROL
+        return response
 
 
 def install_docs(app: FastAPI) -> None:
@@ -118,10 +151,10 @@ def install_docs(app: FastAPI) -> None:
         return Response(
             redoc_js,
             media_type="application/javascript",
-            headers={"Cache-Control": "public, max-age=86400"},
+            headers={"Cache-Control": ASSETS_CACHE_CONTROL},
         )
 
-    app.mount(ASSETS, StaticFiles(directory=str(static)), name="docs-assets")
+    app.mount(ASSETS, DocsAssets(directory=str(static)), name="docs-assets")
     title = app.title
 
     @app.get("/docs", include_in_schema=False)
@@ -152,12 +185,48 @@ _DATABASE_DOWN = error_response(
 )
 _TOO_LARGE = error_response(DetailBody, "Request body over 16 KiB", {"detail": MSG_TOO_LARGE})
 _NOT_JSON = error_response(DetailBody, "Body that is not JSON", {"detail": MSG_MEDIA_TYPE})
+# The same on the send endpoint, whose errors carry `"success": false`.
+_SEND_TOO_LARGE = error_response(
+    SendErrorBody, "Request body over 16 KiB", {"success": False, "detail": MSG_TOO_LARGE}
+)
+_SEND_NOT_JSON = error_response(
+    SendErrorBody, "Body that is not JSON", {"success": False, "detail": MSG_MEDIA_TYPE}
+)
+
+_REQUEST_ID_HEADER = {
+    "description": "The request's id: the client's `X-Request-ID` when it is 1-128 of "
+    "`A-Za-z0-9._:-`, else one the service made. Every log line of the request carries it.",
+    "schema": {"type": "string"},
+}
+_RETRY_AFTER_HEADER = {
+    "description": "Seconds to wait before trying again (on 503 when the wait is known, "
+    "e.g. while the SMS provider's circuit is open)",
+    "schema": {"type": "integer", "minimum": 1},
+}
+_WWW_AUTHENTICATE_HEADER = {
+    "description": "`Bearer`: the token to send",
+    "required": True,
+    "schema": {"type": "string", "example": "Bearer"},
+}
+
+
+def _document_headers(status: str, response: dict[str, Any]) -> None:
+    """The headers a response carries: `X-Request-ID` always, `Retry-After` on 429 and
+    503, `WWW-Authenticate` on 401."""
+    headers = response.setdefault("headers", {})
+    headers["X-Request-ID"] = {**_REQUEST_ID_HEADER, "required": True}
+    if status == "429":
+        headers["Retry-After"] = {**_RETRY_AFTER_HEADER, "required": True}
+    elif status == "503":
+        headers["Retry-After"] = _RETRY_AFTER_HEADER
+    elif status == "401":
+        headers["WWW-Authenticate"] = _WWW_AUTHENTICATE_HEADER
 
 
 def finish_openapi(app: FastAPI) -> None:
     """Validation answers 400 with a field map, so FastAPI's generated 422 goes; every
-    /api operation documents the database's 503, and every operation with a body the
-    413 and 415 of `RequestLimitsMiddleware`."""
+    /api operation documents the database's 503, every operation with a body the 413
+    and 415 of `RequestLimitsMiddleware`, and every response its headers."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema:
@@ -170,8 +239,14 @@ def finish_openapi(app: FastAPI) -> None:
                 if path_name.startswith("/api/"):
                     responses.setdefault("503", as_documented(_DATABASE_DOWN))
                 if "requestBody" in operation:
-                    responses.setdefault("413", as_documented(_TOO_LARGE))
-                    responses.setdefault("415", as_documented(_NOT_JSON))
+                    envelope = operation.get("operationId") in SUCCESS_ENVELOPE_ROUTES
+                    too_large, not_json = (
+                        (_SEND_TOO_LARGE, _SEND_NOT_JSON) if envelope else (_TOO_LARGE, _NOT_JSON)
+                    )
+                    responses.setdefault("413", as_documented(too_large))
+                    responses.setdefault("415", as_documented(not_json))
+                for status, response in responses.items():
+                    _document_headers(status, response)
         components = schema.get("components", {}).get("schemas", {})
         for name in ("HTTPValidationError", "ValidationError"):
             components.pop(name, None)

@@ -62,7 +62,9 @@ async def refresh_tokens(
     description="Revokes this session (its refresh tokens and access tokens), or with "
     '`{"scope": "global"}` every session of the user. The body is optional.',
     responses={
-        400: error_response(BadRequestBody, "Unknown scope", {"scope": ["Invalid value."]}),
+        400: error_response(
+            BadRequestBody, "Unknown scope", {"scope": ['"everywhere" is not a valid choice.']}
+        ),
         401: error_response(
             DetailBody, "Missing or invalid access token", {"detail": MSG_INVALID_TOKEN}
         ),

@@ -43,14 +43,16 @@ async def read_me(user: CurrentUser) -> UserOut:
     "/me",
     summary="Update the current user's profile",
     description="Changes `name` (1-150 characters) and `full_name` (up to 255); values are "
-    "trimmed. `phone`, `is_active` and `is_verified` cannot be changed: sending their "
-    "current value is accepted, another value answers 400.",
+    "trimmed. `id`, `phone`, `is_active` and `is_verified` cannot be changed: sending their "
+    "current value is accepted (a frontend may send the whole user back), another value "
+    "answers 400 `This field cannot be changed.`; any other field answers 400 "
+    "`Unknown field.`, and `null` `This field may not be null.`. On a 400 nothing changes.",
     response_model=UserOut,
     responses={
         **AUTH_ERRORS,
         400: error_response(
             BadRequestBody,
-            "Invalid values or an attempt to change a read-only field",
+            "Invalid values, an unknown field, or an attempt to change a read-only field",
             {"phone": [MSG_READ_ONLY]},
         ),
     },

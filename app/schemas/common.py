@@ -16,7 +16,8 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from app.core.config import Channel
-from app.core.phone import Phone, PhoneError, parse_phone
+from app.core.input_rules import code_format_error, current_input_rules
+from app.core.phone import MAX_RAW_LENGTH, Phone, PhoneError, parse_phone
 from app.core.text import MSG_INVALID_TEXT, encodable
 
 
@@ -48,9 +49,14 @@ def _phone(value: Any) -> Phone:
     if isinstance(value, Phone):
         return value
     try:
-        return parse_phone(_text(value))
+        phone = parse_phone(_text(value))
     except PhoneError as exc:
         raise PydanticCustomError("phone", str(exc)) from exc
+    rules = current_input_rules()
+    refusal = rules.markets.refusal(phone) if rules is not None else None
+    if refusal is not None:
+        raise PydanticCustomError("phone", refusal)
+    return phone
 
 
 PhoneInput = Annotated[
@@ -60,15 +66,34 @@ PhoneInput = Annotated[
     WithJsonSchema(
         {
             "type": "string",
-            "maxLength": 32,
+            "maxLength": MAX_RAW_LENGTH,
             "description": "Phone number with country code; spaces, dashes, dots and "
-            "parentheses are allowed. Answers use the E.164 form.",
+            "parentheses are allowed, and invisible formatting characters (bidi marks, "
+            "non-breaking spaces) and fullwidth digits are ignored. Answers use the E.164 "
+            "form.",
             "examples": ["+996555123456", "+1 (202) 555-0143"],
         }
     ),
 ]
 
 TextInput = Annotated[str, BeforeValidator(_text)]
+
+
+def _code(value: Any) -> str:
+    code = _text(value)
+    rules = current_input_rules()
+    refusal = code_format_error(code, rules.code_length) if rules is not None else None
+    if refusal is not None:
+        raise PydanticCustomError("code", refusal)
+    return code
+
+
+# The length is the deployment's VERIFICATION_CODE_LENGTH (4 to 10, 6 by default).
+CodeInput = Annotated[
+    str,
+    BeforeValidator(_code),
+    WithJsonSchema({"type": "string", "pattern": "^[0-9]{4,10}$", "minLength": 4, "maxLength": 10}),
+]
 
 
 def _channel(value: Any) -> Channel:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, RootModel
+from pydantic import BaseModel, ConfigDict, Field, RootModel
 
 
 class DetailBody(BaseModel):
@@ -28,7 +28,18 @@ class RateLimitedBody(BaseModel):
     retry_after: int
 
 
-class BadRequestBody(RootModel[dict[str, list[str]] | DetailBody]):
+class InvalidJsonBody(BaseModel):
+    """A body that is not valid JSON (`Request body is not valid JSON.`) and where
+    parsing stopped: 1-based `line` and `column`. On send-verification with
+    `"success": false`."""
+
+    success: bool | None = None
+    detail: str
+    line: int = Field(ge=1)
+    column: int = Field(ge=1)
+
+
+class BadRequestBody(RootModel[dict[str, list[str]] | InvalidJsonBody | DetailBody]):
     """Messages per field, e.g. `{"phone": ["Enter a valid phone number."]}`, or
     `{"detail": ...}` for a body that cannot be read or a wrong code."""
 
@@ -65,3 +76,16 @@ def as_documented(response: dict[str, Any]) -> dict[str, Any]:
             }
         },
     }
+
+
+class SendBadRequestBody(RootModel[dict[str, list[str]] | InvalidJsonBody | SendErrorBody]):
+    """Messages per field, e.g. `{"phone": ["Enter a valid phone number."]}`, or, for a
+    body that cannot be read, `{"success": false, "detail": ...}`."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"phone": ["Phone number must start with country code (e.g., +996 or +1)"]}
+            ]
+        }
+    )

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from app.core.config import Channel
-from app.schemas.common import ChannelInput, PhoneInput, RequestBody, TextInput
+from app.schemas.common import ChannelInput, CodeInput, PhoneInput, RequestBody
 from app.schemas.sessions import TokenPairOut
 from app.schemas.users import UserOut
 
@@ -32,7 +34,7 @@ class SendVerificationResponse(BaseModel):
     market: str = Field(examples=["KG"])
     language: str = Field(examples=["ru"])
     expires_in_minutes: int = Field(examples=[10])
-    channel: str = Field(examples=["sms"])
+    channel: Channel = Field(examples=["sms"])
 
 
 class VerifyCodeRequest(RequestBody):
@@ -43,10 +45,20 @@ class VerifyCodeRequest(RequestBody):
     )
 
     phone: PhoneInput
-    verification_code: TextInput = Field(
-        validation_alias=AliasChoices("verification_code", "code"),
-        description="The code from the SMS; `code` is accepted as an alias.",
+    verification_code: CodeInput = Field(
+        description="The code from the SMS: `VERIFICATION_CODE_LENGTH` ASCII digits (6 "
+        "unless the deployment says otherwise); `code` is accepted as an alias.",
+        examples=["123456"],
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _code_alias(cls, data: Any) -> Any:
+        # `code` is read as `verification_code`, and its errors are reported under that name.
+        if isinstance(data, dict) and "code" in data and "verification_code" not in data:
+            data = {**data, "verification_code": data["code"]}
+            del data["code"]
+        return data
 
 
 class VerifyCodeResponse(TokenPairOut):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import unicodedata
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import (
     BaseModel,
@@ -13,9 +13,11 @@ from pydantic import (
     StringConstraints,
     field_validator,
 )
+from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import PydanticCustomError
 
-from app.schemas.common import RequestBody
+from app.core.errors import MSG_NULL
+from app.schemas.common import RequestBody, TextInput
 
 
 class UserOut(BaseModel):
@@ -51,16 +53,36 @@ ProfileName = Annotated[
 ProfileFullName = Annotated[str, BeforeValidator(_clean), StringConstraints(max_length=255)]
 
 
+def _update_schema(schema: dict[str, Any]) -> None:
+    """The schema of `UserUpdate`: its fields are strings, `null` being refused."""
+    for prop in schema.get("properties", {}).values():
+        options = prop.pop("anyOf", None)
+        if options:
+            prop.update(next(option for option in options if option.get("type") != "null"))
+    schema["examples"] = [{"full_name": "Aida Bekova", "name": "aida"}]
+
+
 class UserUpdate(RequestBody):
-    """Fields a user may change; `phone`, `is_active` and `is_verified` are not among them."""
+    """Fields a user may change: `name` and `full_name`. Any other field answers 400, as
+    does `null`; the read-only fields of `UserOut` are accepted only with their current
+    value (see `update_me`)."""
 
-    model_config = ConfigDict(
-        json_schema_extra={"examples": [{"full_name": "Aida Bekova", "name": "aida"}]}
-    )
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_update_schema)
 
+    # `None` only stands for "not sent": one that is sent is refused (`_not_null`).
     name: ProfileName | None = None
     full_name: ProfileFullName | None = None
     # Sent back unchanged by frontends that PATCH the whole user; a change is refused.
-    phone: str | None = Field(default=None, description="Read-only")
-    is_active: bool | None = Field(default=None, description="Read-only")
-    is_verified: bool | None = Field(default=None, description="Read-only")
+    # Left out of the schema: a client has nothing to send in them.
+    id: SkipJsonSchema[TextInput | None] = None
+    phone: SkipJsonSchema[str | None] = None
+    is_active: SkipJsonSchema[bool | None] = None
+    is_verified: SkipJsonSchema[bool | None] = None
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _not_null(cls, value: object) -> object:
+        # `None` is the default of an omitted field; one that was sent is refused.
+        if value is None:
+            raise PydanticCustomError("null", MSG_NULL)
+        return value

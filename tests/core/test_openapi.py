@@ -58,3 +58,115 @@ def test_no_validation_error_schema_left(openapi: dict[str, Any]) -> None:
         for path in openapi["paths"].values()
         for operation in path.values()
     )
+
+
+# ----------------------------------------------------------- for client generators
+def _responses(openapi: dict[str, Any]) -> list[tuple[str, str, str, dict[str, Any]]]:
+    return [
+        (path, method, status, response)
+        for path, operations in openapi["paths"].items()
+        for method, operation in operations.items()
+        for status, response in operation["responses"].items()
+    ]
+
+
+def test_every_response_documents_x_request_id(openapi: dict[str, Any]) -> None:
+    responses = _responses(openapi)
+
+    assert len(responses) > 40
+    for path, method, status, response in responses:
+        header = response.get("headers", {}).get("X-Request-ID")
+        assert header is not None, (path, method, status)
+        assert header["required"] is True
+        assert header["schema"] == {"type": "string"}
+
+
+def test_retry_after_and_www_authenticate_are_documented(openapi: dict[str, Any]) -> None:
+    by_status: dict[str, list[dict[str, Any]]] = {}
+    for _, _, status, response in _responses(openapi):
+        by_status.setdefault(status, []).append(response.get("headers", {}))
+
+    assert by_status["429"]
+    assert by_status["503"]
+    assert by_status["401"]
+    for headers in by_status["429"]:
+        assert headers["Retry-After"]["required"] is True
+        assert headers["Retry-After"]["schema"] == {"type": "integer", "minimum": 1}
+    for headers in by_status["503"]:
+        assert headers["Retry-After"]["schema"]["type"] == "integer"
+    for headers in by_status["401"]:
+        assert headers["WWW-Authenticate"]["required"] is True
+    for status in set(by_status) - {"429", "503"}:
+        assert all("Retry-After" not in headers for headers in by_status[status]), status
+
+
+def test_verification_code_has_its_pattern_and_length(openapi: dict[str, Any]) -> None:
+    code = openapi["components"]["schemas"]["VerifyCodeRequest"]["properties"]["verification_code"]
+
+    # Every VERIFICATION_CODE_LENGTH a deployment may choose (4 to 10 digits).
+    assert code["type"] == "string"
+    assert code["pattern"] == "^[0-9]{4,10}$"
+    assert (code["minLength"], code["maxLength"]) == (4, 10)
+
+
+def test_send_answer_channel_is_the_enum(openapi: dict[str, Any]) -> None:
+    schemas = openapi["components"]["schemas"]
+    channel = schemas["SendVerificationResponse"]["properties"]["channel"]
+
+    assert channel["$ref"] == "#/components/schemas/Channel"
+    assert schemas["Channel"]["enum"] == ["sms", "whatsapp", "call"]
+    request = schemas["SendVerificationRequest"]["properties"]["channel"]
+    assert request["$ref"] == "#/components/schemas/Channel"
+
+
+def test_probes_have_response_schemas(openapi: dict[str, Any]) -> None:
+    schemas = openapi["components"]["schemas"]
+    readyz = openapi["paths"]["/readyz"]["get"]["responses"]
+    healthz = openapi["paths"]["/healthz"]["get"]["responses"]
+
+    for status in ("200", "503"):
+        schema = readyz[status]["content"]["application/json"]["schema"]
+        assert schema == {"$ref": "#/components/schemas/ReadinessBody"}
+    body = schemas["ReadinessBody"]
+    assert body["required"] == ["status", "checks"]
+    assert body["properties"]["status"]["enum"] == ["ok", "degraded", "unavailable"]
+    assert body["properties"]["checks"]["additionalProperties"] == {"type": "string"}
+    assert healthz["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/HealthBody"
+    }
+
+
+def test_send_documents_success_false_on_every_detail_error(openapi: dict[str, Any]) -> None:
+    schemas = openapi["components"]["schemas"]
+    responses = openapi["paths"][SEND]["post"]["responses"]
+
+    for status in ("403", "413", "415", "502", "503"):
+        content = responses[status]["content"]["application/json"]
+        assert content["example"]["success"] is False, status
+        assert content["schema"] == {"$ref": "#/components/schemas/SendErrorBody"}, status
+    assert responses["429"]["content"]["application/json"]["example"]["success"] is False
+    bad_request = responses["400"]["content"]["application/json"]["schema"]["$ref"]
+    options = schemas[bad_request.rsplit("/", 1)[1]]["anyOf"]
+    assert {"$ref": "#/components/schemas/SendErrorBody"} in options
+    assert {"$ref": "#/components/schemas/InvalidJsonBody"} in options
+
+
+def test_invalid_json_body_is_documented_with_its_position(openapi: dict[str, Any]) -> None:
+    schemas = openapi["components"]["schemas"]
+    body = schemas["InvalidJsonBody"]
+
+    assert set(body["required"]) == {"detail", "line", "column"}
+    assert body["properties"]["line"]["minimum"] == 1
+    assert body["properties"]["column"]["minimum"] == 1
+    options = schemas["BadRequestBody"]["anyOf"]
+    assert {"$ref": "#/components/schemas/InvalidJsonBody"} in options
+
+
+def test_user_update_lists_only_what_can_change(openapi: dict[str, Any]) -> None:
+    schema = openapi["components"]["schemas"]["UserUpdate"]
+
+    assert set(schema["properties"]) == {"name", "full_name"}
+    assert schema["additionalProperties"] is False
+    # null is refused, so it is not offered either.
+    assert schema["properties"]["name"]["type"] == "string"
+    assert schema["properties"]["full_name"]["type"] == "string"

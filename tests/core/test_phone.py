@@ -11,6 +11,7 @@ from app.core.config import Settings
 from app.core.errors import FieldErrors
 from app.core.markets import Markets
 from app.core.phone import (
+    MAX_RAW_LENGTH,
     MSG_INVALID,
     MSG_NO_PLUS,
     MSG_NO_SMS,
@@ -76,7 +77,6 @@ def test_us_number_in_any_format_gives_one_e164(raw: str) -> None:
         "4155552671",
         "",
         "   ",
-        "\uff0b996555123456",  # fullwidth plus sign
         "996+555123456",
     ],
 )
@@ -86,6 +86,54 @@ def test_missing_leading_plus_is_refused_with_the_country_code_message(raw: str)
 
     assert str(caught.value) == MSG_NO_PLUS
     assert MSG_NO_PLUS == "Phone number must start with country code (e.g., +996 or +1)"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        pytest.param("\u202a+996 700 445 566\u202c", id="ios-bidi-marks"),
+        pytest.param("\u200e+996 700 445 566", id="left-to-right-mark"),
+        pytest.param("+996\u00a0700\u00a0445\u00a0566", id="no-break-spaces"),
+        pytest.param("+996\u202f700\u2009445\u2007566", id="narrow-thin-figure-spaces"),
+        pytest.param("+996\u200b700\u2060445\ufeff566", id="zero-width-characters"),
+        pytest.param("\u3000+996\u3000700\u3000445\u3000566", id="ideographic-spaces"),
+        pytest.param("\uff0b\uff19\uff19\uff16 700 445 566", id="fullwidth-plus-and-digits"),
+        pytest.param("\u2068+996 (700) 44-55-66\u2069", id="isolates-around-formatting"),
+    ],
+)
+def test_pasted_numbers_with_invisible_formatting_are_read(raw: str) -> None:
+    assert parse_phone(raw).e164 == "+996700445566"
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        pytest.param("\u202a996 700 445 566\u202c", MSG_NO_PLUS, id="marks-without-plus"),
+        pytest.param("\u202a\u202c", MSG_NO_PLUS, id="only-marks"),
+        pytest.param("+996\u00a0700\u00a0abc\u00a0566", MSG_INVALID, id="letters-between-nbsp"),
+        pytest.param("+\u0669\u0669\u0666 700 445 566", MSG_INVALID, id="arabic-indic-digits"),
+        pytest.param("+996 700\u2028445 566", MSG_INVALID, id="line-separator-is-not-zs"),
+        pytest.param("+996 700\t445 566", MSG_INVALID, id="tab-is-a-control"),
+    ],
+)
+def test_what_is_still_not_a_number_is_refused(raw: str, message: str) -> None:
+    with pytest.raises(PhoneError) as caught:
+        parse_phone(raw)
+
+    assert str(caught.value) == message
+
+
+def test_length_bound_counts_what_was_sent_invisible_characters_included() -> None:
+    """The bound is the schema's `maxLength`: it counts every character the client sent
+    (once trimmed), so a number padded with invisible characters past it is refused."""
+    number = "\u202a+996 700 445 566\u202c"
+    at_bound = number + "\u200b" * (MAX_RAW_LENGTH - len(number))
+    assert len(at_bound) == MAX_RAW_LENGTH == 32
+
+    assert parse_phone(at_bound).e164 == "+996700445566"
+    with pytest.raises(PhoneError) as caught:
+        parse_phone(at_bound + "\u200b")
+    assert str(caught.value) == MSG_INVALID
 
 
 @pytest.mark.parametrize(

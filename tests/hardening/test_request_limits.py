@@ -26,6 +26,7 @@ from tests.helpers import (
     SEND,
     US_PHONE,
     VERIFY,
+    as_answered,
     bearer,
     login,
 )
@@ -55,7 +56,7 @@ async def test_body_over_16_kib_with_content_length_is_413(
         method, path, content=body, headers={"Content-Type": "application/json"}
     )
     assert answer.status_code == 413
-    assert answer.json() == {"detail": MSG_TOO_LARGE}
+    assert answer.json() == as_answered(path, {"detail": MSG_TOO_LARGE})
 
 
 @pytest.mark.parametrize(("method", "path"), BODY_ROUTES)
@@ -70,7 +71,7 @@ async def test_body_over_16_kib_streamed_without_content_length_is_413(
     assert request.headers["transfer-encoding"] == "chunked"
     answer = await client.send(request)
     assert answer.status_code == 413
-    assert answer.json() == {"detail": MSG_TOO_LARGE}
+    assert answer.json() == as_answered(path, {"detail": MSG_TOO_LARGE})
 
 
 async def test_body_of_exactly_16_kib_is_read(client: httpx.AsyncClient) -> None:
@@ -110,7 +111,7 @@ async def test_wrong_content_type_is_415(
         method, path, content=b'{"phone": "+996555123456"}', headers={"Content-Type": content_type}
     )
     assert answer.status_code == 415
-    assert answer.json() == {"detail": MSG_MEDIA_TYPE}
+    assert answer.json() == as_answered(path, {"detail": MSG_MEDIA_TYPE})
 
 
 async def test_json_with_charset_and_vendor_json_are_accepted(
@@ -129,14 +130,14 @@ async def test_json_with_charset_and_vendor_json_are_accepted(
     assert [form(call.request)["To"] for call in start.calls] == list(phones.values())
 
 
-@pytest.mark.parametrize("body", [b"{bad", b"[]", b"", b"null", b'"x"', b"\xff\xfe"])
+@pytest.mark.parametrize("body", [b"[]", b"", b"null", b'"x"'])
 async def test_body_that_is_not_a_json_object_is_400_with_detail(
     client: httpx.AsyncClient, body: bytes
 ) -> None:
     for path in (SEND, VERIFY, REFRESH):
         answer = await client.post(path, content=body, headers={"Content-Type": "application/json"})
         assert answer.status_code == 400
-        assert answer.json() == BAD_BODY
+        assert answer.json() == as_answered(path, BAD_BODY)
 
 
 @pytest.mark.parametrize(("method", "path"), BODY_ROUTES)
@@ -150,7 +151,7 @@ async def test_body_that_is_not_utf8_is_400_with_the_contract_detail(
         headers={"Content-Type": "application/json", "Authorization": "Bearer x"},
     )
     assert answer.status_code == 400
-    assert answer.json() == BAD_BODY
+    assert answer.json() == as_answered(path, BAD_BODY)
 
 
 # ------------------------------------------------------------------ Authorization

@@ -37,6 +37,27 @@ async def test_healthz_touches_no_dependency(make_settings: SettingsFactory) -> 
     assert answer.json() == {"status": "ok"}
 
 
+@pytest.mark.parametrize(
+    ("settings", "status"),
+    [
+        pytest.param({}, 200, id="ready"),
+        pytest.param({"database_url": CLOSED_DATABASE}, 503, id="database-down"),
+    ],
+)
+async def test_head_on_the_probes_answers_their_status_without_a_body(
+    make_settings: SettingsFactory, settings: dict[str, str], status: int
+) -> None:
+    """Monitors and load balancers that probe with HEAD get what GET would answer."""
+    async with running(create_app(make_settings(**settings))) as client:
+        health = await asyncio.wait_for(client.head("/healthz"), timeout=5)
+        ready = await asyncio.wait_for(client.head("/readyz"), timeout=15)
+        got = await asyncio.wait_for(client.get("/readyz"), timeout=15)
+    assert health.status_code == 200
+    assert ready.status_code == got.status_code == status
+    assert health.content == ready.content == b""
+    assert health.headers["x-request-id"]
+
+
 async def test_readyz_200_when_everything_answers(client: httpx.AsyncClient) -> None:
     answer = await client.get("/readyz")
     assert answer.status_code == 200, answer.text

@@ -258,7 +258,7 @@ async def test_unknown_missing_and_malformed_refresh_tokens(client: httpx.AsyncC
         REFRESH, content=b"nope", headers={"Content-Type": "application/json"}
     )
     assert not_json.status_code == 400
-    assert not_json.json() == {"detail": "Request body must be a JSON object."}
+    assert not_json.json() == {"detail": "Request body is not valid JSON.", "line": 1, "column": 1}
 
 
 async def test_an_access_token_is_not_a_refresh_token(client: httpx.AsyncClient) -> None:

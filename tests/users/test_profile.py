@@ -211,3 +211,58 @@ async def test_patch_body_must_be_an_object(client: httpx.AsyncClient) -> None:
 
     assert refused.status_code == 400
     assert refused.json() == {"detail": "Request body must be a JSON object."}
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        pytest.param({"foo": 1}, {"foo": ["Unknown field."]}, id="unknown"),
+        pytest.param(
+            {"full_name": "Aida", "nickname": "ai", "avatar": None},
+            {"nickname": ["Unknown field."], "avatar": ["Unknown field."]},
+            id="unknown-beside-a-good-change",
+        ),
+        pytest.param({"id": "99"}, {"id": READ_ONLY}, id="id"),
+        pytest.param({"id": 99}, {"id": READ_ONLY}, id="numeric-id"),
+        pytest.param({"is_active": False}, {"is_active": READ_ONLY}, id="is_active"),
+        pytest.param(
+            {"full_name": None}, {"full_name": ["This field may not be null."]}, id="null"
+        ),
+        pytest.param({"name": None}, {"name": ["This field may not be null."]}, id="null-name"),
+        pytest.param(
+            {"is_verified": None}, {"is_verified": ["This field may not be null."]}, id="null-ro"
+        ),
+        pytest.param(
+            {"name": "", "full_name": None, "foo": 1},
+            {
+                "name": ["This field may not be blank."],
+                "full_name": ["This field may not be null."],
+                "foo": ["Unknown field."],
+            },
+            id="all-at-once",
+        ),
+    ],
+)
+async def test_unknown_read_only_and_null_fields_are_refused(
+    client: httpx.AsyncClient, db_engine: AsyncEngine, body: dict[str, Any], expected: Any
+) -> None:
+    logged_in = await login(client)
+    before = await user_row(db_engine, logged_in["user"]["id"])
+
+    refused = await patch(client, logged_in["access_token"], body)
+
+    assert refused.status_code == 400
+    assert refused.json() == expected
+    assert await user_row(db_engine, logged_in["user"]["id"]) == before
+    assert (await me(client, logged_in["access_token"])).json() == logged_in["user"]
+
+
+async def test_the_users_own_id_may_be_sent_back(client: httpx.AsyncClient) -> None:
+    body = await login(client)
+
+    updated = await patch(
+        client, body["access_token"], {"id": body["user"]["id"], "full_name": "Aida"}
+    )
+
+    assert updated.status_code == 200, updated.text
+    assert updated.json() == {**body["user"], "full_name": "Aida"}

@@ -85,6 +85,10 @@ async def test_send_answers_the_contract_and_asks_twilio_in_the_market_language(
         ("+1 (202) 555-0143", US_PHONE),
         ("+1 202.555.0143", US_PHONE),
         ("+1-202-555-0143", US_PHONE),
+        # Pasted: the bidi marks iOS wraps around a number, non-breaking and thin spaces.
+        ("\u202a+996 555 123 456\u202c", KG_PHONE),
+        ("+996\u00a0555\u00a0123\u00a0456", KG_PHONE),
+        ("\u2066+1\u2009202\u2009555\u20090143\u2069", US_PHONE),
     ],
 )
 async def test_formatted_numbers_are_normalised_to_e164(

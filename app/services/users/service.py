@@ -9,7 +9,7 @@ from app.services.users.repository import UserRepository
 
 __all__ = ["READ_ONLY_FIELDS", "UserDisabled", "UserService"]
 
-READ_ONLY_FIELDS = ("phone", "is_active", "is_verified")
+READ_ONLY_FIELDS = ("id", "phone", "is_active", "is_verified")
 
 
 class UserService:
@@ -21,10 +21,16 @@ class UserService:
 
     async def update_profile(self, uow: UnitOfWork, user: User, changes: dict[str, object]) -> User:
         """Apply `name` / `full_name` changes; refuse any change of a read-only field."""
+        current: dict[str, object] = {
+            "id": str(user.id),
+            "phone": user.phone,
+            "is_active": user.is_active,
+            "is_verified": user.is_verified,
+        }
         refused = [
             field
             for field in READ_ONLY_FIELDS
-            if changes.get(field) is not None and changes[field] != getattr(user, field)
+            if field in changes and changes[field] != current[field]
         ]
         if refused:
             raise ReadOnlyFields(refused)

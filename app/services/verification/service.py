@@ -23,6 +23,7 @@ from typing import NoReturn
 from app.core.config import Settings
 from app.core.database import UnitOfWork
 from app.core.errors import DATABASE_DOWN_ERRORS, AppError, FieldErrors
+from app.core.input_rules import code_format_error
 from app.core.markets import Market
 from app.core.metrics import Metrics
 from app.core.phone import Phone
@@ -107,10 +108,9 @@ class VerificationService:
 
     def require_code_format(self, code: str) -> str:
         """Accept exactly `VERIFICATION_CODE_LENGTH` ASCII digits, or raise the 400."""
-        if len(code) != self._code_length or not (code.isascii() and code.isdigit()):
-            raise FieldErrors(
-                {"verification_code": [f"Verification code must be {self._code_length} digits."]}
-            )
+        refusal = code_format_error(code, self._code_length)
+        if refusal is not None:
+            raise FieldErrors({"verification_code": [refusal]})
         return code
 
     async def start(
