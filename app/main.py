@@ -19,7 +19,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy.engine import make_url
 
 from app.core.client_ip import parse_networks
-from app.core.config import Settings
+from app.core.config import Environment, Settings
 from app.core.database import Database, create_engine
 from app.core.errors import SUCCESS_ENVELOPE_ROUTES, install_error_handlers
 from app.core.garbage_collection import tuned_for_serving
@@ -157,6 +157,18 @@ async def _process_state(
         logger.info("Stopped: HTTP client and database pool closed")
 
 
+# A frontend's dev server on this machine: http(s), localhost or 127.0.0.1, any port.
+LOCAL_ORIGINS = r"https?://(localhost|127\.0\.0\.1)(:[0-9]{1,5})?"
+
+
+def local_origin_pattern(settings: Settings) -> str | None:
+    """The origins CORS allows beyond CORS_ALLOW_ORIGINS: a local frontend in development
+    when CORS_ALLOW_ORIGINS is empty; none otherwise (production stays explicit)."""
+    if settings.environment is Environment.DEVELOPMENT and not settings.cors_allow_origins:
+        return LOCAL_ORIGINS
+    return None
+
+
 def create_app(settings: Settings | None = None, clocks: Clocks | None = None) -> FastAPI:
     """Build the application for `settings` (read from the environment when omitted)."""
     settings = settings or Settings()
@@ -194,10 +206,12 @@ def create_app(settings: Settings | None = None, clocks: Clocks | None = None) -
     app.add_middleware(InputRulesMiddleware, rules=InputRules.from_settings(settings))
     envelope_paths = frozenset(str(app.url_path_for(name)) for name in SUCCESS_ENVELOPE_ROUTES)
     app.add_middleware(RequestLimitsMiddleware, envelope_paths=envelope_paths)
-    if settings.cors_allow_origins:
+    local_origins = local_origin_pattern(settings)
+    if settings.cors_allow_origins or local_origins:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_allow_origins,
+            allow_origin_regex=local_origins,
             allow_credentials="*" not in settings.cors_allow_origins,
             allow_methods=["GET", "POST", "PATCH", "OPTIONS"],
             allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
