@@ -62,7 +62,8 @@ async def test_no_cors_by_default(client: httpx.AsyncClient) -> None:
     preflight = await client.options(SEND, headers=_preflight(SHOP))
     assert _cors_headers(preflight) == {}
     assert preflight.status_code == 405, preflight.text
-    assert preflight.json() == {"detail": "Method Not Allowed"}
+    # send-verification's errors carry `"success": false`.
+    assert preflight.json() == {"success": False, "detail": "Method Not Allowed"}
     assert preflight.headers["allow"] == "POST"
     actual = await client.get("/healthz", headers={"Origin": SHOP})
     assert _cors_headers(actual) == {}
