@@ -84,7 +84,8 @@ def test_export_openapi_reports_the_bytes_it_wrote(tmp_path: Path) -> None:
     target = tmp_path / "openapi.json"
 
     result = subprocess.run(  # noqa: S603 - the project's own script
-        [str(SCRIPTS / "export-openapi"), str(target)],
+        [str(SCRIPTS / "export-openapi"), "openapi.json"],
+        cwd=tmp_path,  # a relative FILE is where the script was started
         capture_output=True,
         text=True,
         timeout=300,

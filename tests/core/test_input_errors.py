@@ -306,9 +306,11 @@ async def test_no_400_message_is_pydantics(
             method, path, json={**body, field: value}, headers=bearer(token)
         )
         if answer.status_code != 400:
-            # A value this field happens to accept (e.g. a long full name is cut by no
-            # rule but its own); only 400s are audited here.
-            assert answer.status_code in {200, 204}, (field, value, answer.text)
+            # A value this field happens to accept (an empty full name, the current
+            # `is_active`, a number as the text of an unknown refresh token: 401); only
+            # 400s are audited here.
+            accepted = {200, 204, 401} if path == REFRESH else {200, 204}
+            assert answer.status_code in accepted, (field, value, answer.text)
             continue
         errors = answer.json()
         assert "detail" not in errors, (field, value, errors)

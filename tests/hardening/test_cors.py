@@ -72,7 +72,8 @@ async def test_no_cors_by_default_outside_development(
 
     assert _cors_headers(preflight) == {}
     assert preflight.status_code == 405, preflight.text
-    assert preflight.json() == {"detail": "Method Not Allowed"}
+    # send-verification's errors carry `"success": false`.
+    assert preflight.json() == {"success": False, "detail": "Method Not Allowed"}
     assert preflight.headers["allow"] == "POST"
     assert _cors_headers(actual) == {}
 
