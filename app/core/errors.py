@@ -31,7 +31,7 @@ MSG_DATABASE_UNAVAILABLE = "The service is temporarily unavailable. Please try a
 MSG_INTERNAL = "Internal server error."
 
 # Routes whose error bodies carry `"success": false` next to `detail`.
-SUCCESS_ENVELOPE_ROUTES = frozenset({"send_verification"})
+SUCCESS_ENVELOPE_ROUTES = frozenset({"send_verification", "send_phone_change_verification"})
 
 
 class AppError(Exception):
