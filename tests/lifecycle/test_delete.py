@@ -218,3 +218,19 @@ async def test_deletions_are_counted_and_logged_masked(
     assert any("Account deleted" in m and KG_MASKED in m for m in messages)
     assert not any(KG_PHONE in m for m in messages)
     assert not any(body["access_token"] in m or body["refresh_token"] in m for m in messages)
+
+
+async def test_a_browser_frontend_may_delete(client_for: ClientFactory) -> None:
+    shop = "https://shop.example"
+    async with client_for(cors_allow_origins=[shop]) as client:
+        preflight = await client.options(
+            ME,
+            headers={
+                "Origin": shop,
+                "Access-Control-Request-Method": "DELETE",
+                "Access-Control-Request-Headers": "authorization",
+            },
+        )
+    assert preflight.status_code == 200
+    assert preflight.headers["access-control-allow-origin"] == shop
+    assert "DELETE" in preflight.headers["access-control-allow-methods"]
