@@ -36,6 +36,7 @@ from app.services.limits.steps import Clock
 from app.services.limits.windows import RateLimiter
 from app.services.login.service import LoginService
 from app.services.ops.service import ReadinessChecker
+from app.services.phone_change.service import PhoneChangeService
 from app.services.sessions.service import SessionService
 from app.services.sessions.tokens import TokenService
 from app.services.users.service import UserService
@@ -128,8 +129,10 @@ async def _process_state(
     providers = Providers(
         primary=primary, test=TestNumberProvider(test_numbers, hasher), test_numbers=test_numbers
     )
-    user_service = UserService()
-    session_service = SessionService(settings, TokenService(settings), user_service)
+    user_service = UserService(metrics)
+    session_service = SessionService(
+        settings, TokenService(settings), user_service, clock=clocks.wall
+    )
     state = app.state
     state.database = database
     state.metrics = metrics
@@ -139,6 +142,7 @@ async def _process_state(
     state.login_service = LoginService(
         settings, VerificationService(settings, providers, metrics), limits, session_service
     )
+    state.phone_change_service = PhoneChangeService(state.login_service, session_service, metrics)
     state.readiness = ReadinessChecker(database, limits, provider_configured=primary is not None)
     logger.info(
         "Starting: environment=%s provider=%s%s database=%s rate_limits=%s",
@@ -213,7 +217,7 @@ def create_app(settings: Settings | None = None, clocks: Clocks | None = None) -
             allow_origins=settings.cors_allow_origins,
             allow_origin_regex=local_origins,
             allow_credentials="*" not in settings.cors_allow_origins,
-            allow_methods=["GET", "POST", "PATCH", "OPTIONS"],
+            allow_methods=["GET", "POST", "PATCH", "OPTIONS", "DELETE"],
             allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
             expose_headers=["X-Request-ID", "Retry-After"],
             max_age=600,

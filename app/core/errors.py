@@ -37,8 +37,8 @@ FASTAPI_BODY_PARSE_ERROR = "There was an error parsing the body"
 MSG_DATABASE_UNAVAILABLE = "The service is temporarily unavailable. Please try again."
 MSG_INTERNAL = "Internal server error."
 
-# Routes whose error bodies carry `"success": false` next to `detail`.
-SUCCESS_ENVELOPE_ROUTES = frozenset({"send_verification"})
+# Routes whose error bodies carry `"success": false` next to `detail` (but a 401's).
+SUCCESS_ENVELOPE_ROUTES = frozenset({"send_verification", "send_phone_change_verification"})
 
 
 class AppError(Exception):
@@ -144,11 +144,10 @@ def with_envelope(request: Request, body: dict[str, Any]) -> dict[str, Any]:
 async def app_error_handler(request: Request, exc: Exception) -> JSONResponse:
     """Render an `AppError`; on the send endpoint a `detail` comes with `"success": false`."""
     assert isinstance(exc, AppError)
-    return JSONResponse(
-        with_envelope(request, exc.body()),
-        status_code=exc.status_code,
-        headers=exc.headers or None,
-    )
+    body = exc.body()
+    if exc.status_code != 401:  # a token's answer is the same on every route
+        body = with_envelope(request, body)
+    return JSONResponse(body, status_code=exc.status_code, headers=exc.headers or None)
 
 
 async def validation_error_handler(request: Request, exc: Exception) -> JSONResponse:

@@ -1,4 +1,5 @@
-"""The audit trail of logins, refreshes, detected token reuse and logouts."""
+"""The audit trail of logins, refreshes, detected token reuse, logouts, deletions and
+number changes."""
 
 from __future__ import annotations
 
@@ -18,6 +19,9 @@ class AuthEventType(StrEnum):
     REFRESH = "refresh"
     REUSE_DETECTED = "reuse_detected"
     LOGOUT = "logout"
+    USER_DELETED = "user_deleted"
+    PHONE_CHANGE_REQUESTED = "phone_change_requested"
+    PHONE_CHANGED = "phone_changed"
 
 
 class AuthEvent(Base):
@@ -31,5 +35,7 @@ class AuthEvent(Base):
     user_id: Mapped[int | None] = mapped_column(Integer, default=None)
     session_id: Mapped[str | None] = mapped_column(String(32), default=None)
     phone_masked: Mapped[str] = mapped_column(String(32), default="")
+    # A number change's new number, masked; `phone_masked` is the old one.
+    new_phone_masked: Mapped[str | None] = mapped_column(String(32), default=None)
     client_ip: Mapped[str | None] = mapped_column(String(45), default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -21,6 +21,7 @@ from tests.helpers import (
     ME,
     REFRESH,
     SEND,
+    US_PHONE,
     VERIFY,
     bearer,
     event_rows,
@@ -32,6 +33,8 @@ from tests.helpers import (
 from tests.twilio_fixtures import mock_approving
 
 INVALID_TEXT = "Enter a valid value."
+CHANGE_SEND = "/api/v1/users/me/phone/send-verification"
+CHANGE_VERIFY = "/api/v1/users/me/phone/verify"
 
 # Lone surrogates alone and inside otherwise valid text.
 UNENCODABLE = [
@@ -63,6 +66,22 @@ FIELDS = [
     pytest.param("PATCH", ME, {"name": "aida"}, "is_active", id="me-is_active"),
     pytest.param("PATCH", ME, {"name": "aida"}, "is_verified", id="me-is_verified"),
     pytest.param("PATCH", ME, {"name": "aida"}, "id", id="me-id"),
+    pytest.param("POST", CHANGE_SEND, {"phone": US_PHONE}, "phone", id="change-send-phone"),
+    pytest.param("POST", CHANGE_SEND, {"phone": US_PHONE}, "channel", id="change-send-channel"),
+    pytest.param(
+        "POST",
+        CHANGE_VERIFY,
+        {"phone": US_PHONE, "verification_code": CODE},
+        "phone",
+        id="change-verify-phone",
+    ),
+    pytest.param(
+        "POST",
+        CHANGE_VERIFY,
+        {"phone": US_PHONE, "verification_code": CODE},
+        "verification_code",
+        id="change-verify-verification_code",
+    ),
 ]
 
 
