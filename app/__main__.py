@@ -7,6 +7,7 @@ import asyncio
 import logging
 import sys
 
+from app.cli import users as users_cli
 from app.core.config import Settings
 from app.core.database import Database, create_engine
 from app.core.logging import configure_logging
@@ -39,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         "purge-verifications",
         help="delete verification rows older than VERIFICATION_RETENTION_DAYS (for a CronJob)",
     )
+    users_cli.register(commands)
     args = parser.parse_args(argv)
     settings = Settings()
     if args.command == "serve":
@@ -47,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
         serve(settings)
         return 0
     configure_logging(settings)
+    if args.command == "users":
+        return users_cli.run(settings, args)
     if args.command == "purge-verifications":
         deleted = asyncio.run(_purge(settings))
         logger.info(

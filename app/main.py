@@ -28,7 +28,8 @@ from app.core.metrics import Metrics
 from app.core.metrics_port import MetricsPortMiddleware
 from app.core.request_context import RequestContextMiddleware
 from app.core.request_limits import RequestLimitsMiddleware
-from app.routers import login, ops, sessions, users
+from app.routers import admin, login, ops, sessions, users
+from app.services.admin.service import AdminService
 from app.services.limits.service import LoginLimits
 from app.services.limits.steps import Clock
 from app.services.limits.windows import RateLimiter
@@ -137,6 +138,7 @@ async def _process_state(
     state.login_service = LoginService(
         settings, VerificationService(settings, providers, metrics), limits, session_service
     )
+    state.admin_service = AdminService(user_service, session_service, metrics)
     state.readiness = ReadinessChecker(database, limits, provider_configured=primary is not None)
     logger.info(
         "Starting: environment=%s provider=%s%s database=%s rate_limits=%s",
@@ -185,6 +187,7 @@ def create_app(settings: Settings | None = None, clocks: Clocks | None = None) -
     app.include_router(sessions.router)
     app.include_router(users.router)
     app.include_router(sessions.keys_router)
+    app.include_router(admin.router)
     app.include_router(ops.router)
     ops.install_docs(app)
     # Last added runs first: the metrics port (with METRICS_PORT), request context, CORS,
@@ -195,7 +198,7 @@ def create_app(settings: Settings | None = None, clocks: Clocks | None = None) -
             CORSMiddleware,
             allow_origins=settings.cors_allow_origins,
             allow_credentials="*" not in settings.cors_allow_origins,
-            allow_methods=["GET", "POST", "PATCH", "OPTIONS"],
+            allow_methods=["GET", "POST", "PATCH", "PUT", "DELETE", "OPTIONS"],
             allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
             expose_headers=["X-Request-ID", "Retry-After"],
             max_age=600,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, Integer, String
+from sqlalchemy import JSON, Boolean, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, UTCDateTime, utcnow
@@ -28,3 +28,7 @@ class User(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    # Role names (`app.core.roles`), sorted; access tokens carry them as `roles`.
+    roles: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    disabled_reason: Mapped[str | None] = mapped_column(String(255), default=None)

@@ -102,7 +102,11 @@ class SessionService:
     def first_pair(self, user: User, session: NewLoginSession) -> TokenPair:
         """The pair a login hands out once its session is stored."""
         access = self.tokens.issue(
-            user_id=user.id, session_id=session.id, phone=user.phone, market=user.market
+            user_id=user.id,
+            session_id=session.id,
+            phone=user.phone,
+            market=user.market,
+            roles=user.roles,
         )
         return TokenPair(
             access.token, access.expires_in, session.refresh_token, self._refresh_lifetime, user
@@ -188,6 +192,7 @@ class SessionService:
             session_id=session_id,
             phone=user.phone,
             market=user.market,
+            roles=user.roles,
             issued_at=child.created_at,
             jti=child.token_hash[:32],
         )
@@ -214,6 +219,15 @@ class SessionService:
         repository.add_event(_event(AuthEventType.LOGOUT, user, session_id, client_ip))
         await repository.flush()
         return revoked
+
+    async def revoke_all(self, uow: UnitOfWork, user_id: int, reason: str) -> int:
+        """Revoke every session of the user at once (their access tokens answer 401 from
+        then on); return how many were active."""
+        return await SessionRepository(uow).revoke_all(user_id, reason)
+
+    async def active_counts(self, uow: UnitOfWork, user_ids: list[int]) -> dict[int, int]:
+        """How many sessions each user has that are not revoked and can still be renewed."""
+        return await SessionRepository(uow).active_counts(user_ids, utcnow())
 
 
 def _event(

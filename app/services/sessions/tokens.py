@@ -60,6 +60,7 @@ class TokenService:
         session_id: str,
         phone: str,
         market: str,
+        roles: list[str] | None = None,
         issued_at: datetime | None = None,
         jti: str | None = None,
     ) -> AccessToken:
@@ -74,6 +75,8 @@ class TokenService:
             "sid": session_id,
             "phone": phone,
             "market": market,
+            # For the marketplace's other services, which authorise with the JWKS alone.
+            "roles": list(roles or []),
             "iat": int(issued.timestamp()),
             "exp": int((issued + timedelta(seconds=self._lifetime)).timestamp()),
             "iss": self._issuer,
