@@ -35,6 +35,7 @@ from app.services.limits.steps import Clock
 from app.services.limits.windows import RateLimiter
 from app.services.login.service import LoginService
 from app.services.ops.service import ReadinessChecker
+from app.services.phone_change.service import PhoneChangeService
 from app.services.sessions.service import SessionService
 from app.services.sessions.tokens import TokenService
 from app.services.users.service import UserService
@@ -127,8 +128,10 @@ async def _process_state(
     providers = Providers(
         primary=primary, test=TestNumberProvider(test_numbers, hasher), test_numbers=test_numbers
     )
-    user_service = UserService()
-    session_service = SessionService(settings, TokenService(settings), user_service)
+    user_service = UserService(metrics)
+    session_service = SessionService(
+        settings, TokenService(settings), user_service, clock=clocks.wall
+    )
     state = app.state
     state.database = database
     state.metrics = metrics
@@ -138,6 +141,7 @@ async def _process_state(
     state.login_service = LoginService(
         settings, VerificationService(settings, providers, metrics), limits, session_service
     )
+    state.phone_change_service = PhoneChangeService(state.login_service, session_service, metrics)
     state.admin_service = AdminService(user_service, session_service, metrics)
     state.readiness = ReadinessChecker(database, limits, provider_configured=primary is not None)
     logger.info(
@@ -198,7 +202,7 @@ def create_app(settings: Settings | None = None, clocks: Clocks | None = None) -
             CORSMiddleware,
             allow_origins=settings.cors_allow_origins,
             allow_credentials="*" not in settings.cors_allow_origins,
-            allow_methods=["GET", "POST", "PATCH", "PUT", "DELETE", "OPTIONS"],
+            allow_methods=["GET", "POST", "PATCH", "OPTIONS", "DELETE", "PUT"],
             allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
             expose_headers=["X-Request-ID", "Retry-After"],
             max_age=600,

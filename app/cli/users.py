@@ -1,15 +1,16 @@
 """`python -m app users …`: the admin API's operations for operators, with the service's
 settings (this is how the first admin is made: `users grant-role +996… admin`).
 
-Each command prints its result (the user as JSON) on stdout and exits 0, or prints a
-one-line reason on stderr and exits 1. Changes are audited with no acting admin
-(`actor_id` null).
+Each command prints its result (the user as JSON; `{"id": …, "deleted": true}` for
+`delete`) on stdout and exits 0, or prints a one-line reason on stderr and exits 1.
+Changes are audited with no acting admin (`actor_id` null).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import sys
 from collections.abc import Awaitable, Callable
@@ -29,7 +30,7 @@ from app.services.users.service import UserService
 
 logger = logging.getLogger("app.cli")
 
-USER_COMMANDS = ("show", "disable", "enable", "revoke-sessions")
+USER_COMMANDS = ("show", "disable", "enable", "revoke-sessions", "delete")
 ROLE_COMMANDS = ("grant-role", "revoke-role")
 DEFAULT_REASON = "disabled from the command line"
 
@@ -49,6 +50,7 @@ def register(commands: Any) -> None:
         "disable": "disable the user and revoke every session",
         "enable": "enable the user again",
         "revoke-sessions": "revoke every session of the user",
+        "delete": "delete the user and its personal data (as DELETE /users/me does)",
     }
     for name in USER_COMMANDS:
         action = actions.add_parser(name, help=helps[name])
@@ -68,8 +70,10 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     except CommandError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    if view is not None:
+    if isinstance(view, AdminUser):
         print(AdminUserOut.model_validate(_fields(view)).model_dump_json())
+    else:
+        print(json.dumps({"id": str(view), "deleted": True}))
     return 0
 
 
@@ -81,10 +85,11 @@ def _fields(view: AdminUser) -> dict[str, Any]:
     }
 
 
-async def _run(settings: Settings, args: argparse.Namespace) -> AdminUser | None:
+async def _run(settings: Settings, args: argparse.Namespace) -> AdminUser | int:
     database = Database(create_engine(settings))
-    users = UserService()
-    admin = AdminService(users, SessionService(settings, TokenService(settings), users), Metrics())
+    metrics = Metrics()  # the command's own; /metrics counts the service's actions
+    users = UserService(metrics)
+    admin = AdminService(users, SessionService(settings, TokenService(settings), users), metrics)
     uow = database.unit_of_work()
     try:
         view = await _act(uow, admin, args)
@@ -102,9 +107,14 @@ async def _run(settings: Settings, args: argparse.Namespace) -> AdminUser | None
         await database.dispose()
 
 
-async def _act(uow: UnitOfWork, admin: AdminService, args: argparse.Namespace) -> AdminUser:
+async def _act(uow: UnitOfWork, admin: AdminService, args: argparse.Namespace) -> AdminUser | int:
+    """The command's user afterwards, or the id of the user it deleted."""
     user_id = await _resolve(uow, admin, args.user)
     action: str = args.action
+    if action == "delete":
+        await admin.delete(uow, None, user_id)
+        logger.info("users delete: user %s", user_id)
+        return user_id
     actions: dict[str, Callable[[], Awaitable[AdminUser]]] = {
         "show": lambda: admin.user(uow, user_id),
         "disable": lambda: admin.disable(uow, None, user_id, args.reason),

@@ -170,6 +170,10 @@ class Settings(BaseSettings):
     test_phone_numbers_valid_until: date | None = None
     verification_retention_days: int = Field(default=30, ge=1, le=3650)
 
+    # Account lifecycle: deleting the account and changing the number need a login
+    # this recent (seconds since the code check that opened the session).
+    recent_login_seconds: int = Field(default=300, ge=30, le=86400)
+
     @field_validator("trusted_proxies", "cors_allow_origins", mode="before")
     @classmethod
     def _split_csv(cls, value: object) -> object:

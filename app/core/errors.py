@@ -30,8 +30,8 @@ FASTAPI_BODY_PARSE_ERROR = "There was an error parsing the body"
 MSG_DATABASE_UNAVAILABLE = "The service is temporarily unavailable. Please try again."
 MSG_INTERNAL = "Internal server error."
 
-# Routes whose error bodies carry `"success": false` next to `detail`.
-SUCCESS_ENVELOPE_ROUTES = frozenset({"send_verification"})
+# Routes whose error bodies carry `"success": false` next to `detail` (but a 401's).
+SUCCESS_ENVELOPE_ROUTES = frozenset({"send_verification", "send_phone_change_verification"})
 
 
 class AppError(Exception):
@@ -130,7 +130,11 @@ async def app_error_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AppError)
     body = exc.body()
     route = request.scope.get("route")
-    if "detail" in body and getattr(route, "name", None) in SUCCESS_ENVELOPE_ROUTES:
+    if (
+        "detail" in body
+        and exc.status_code != 401  # a token's answer is the same on every route
+        and getattr(route, "name", None) in SUCCESS_ENVELOPE_ROUTES
+    ):
         body = {"success": False, **body}
     return JSONResponse(body, status_code=exc.status_code, headers=exc.headers or None)
 

@@ -101,6 +101,19 @@ class Metrics:
             "1 while the Twilio circuit breaker fails calls fast, else 0",
             registry=registry,
         )
+        # Account lifecycle.
+        self.account_deletions = Counter(
+            "phone_auth_account_deletions_total",
+            "Accounts deleted, by who asked (self, or admin)",
+            ["by"],
+            registry=registry,
+        )
+        self.phone_changes = Counter(
+            "phone_auth_phone_changes_total",
+            "Number changes by outcome (changed, in_use, or why the code was refused)",
+            ["outcome"],
+            registry=registry,
+        )
         self.admin_actions = Counter(
             "phone_auth_admin_actions_total",
             "Admin changes to accounts by action (disable, enable, revoke_sessions, delete, "

@@ -40,6 +40,17 @@ async def get_authenticated(
 AuthenticatedDep = Annotated[Authenticated, Depends(get_authenticated)]
 
 
+async def get_recently_authenticated(
+    auth: AuthenticatedDep, sessions: SessionServiceDep
+) -> Authenticated:
+    """The request's user, whose session's login is within `RECENT_LOGIN_SECONDS`."""
+    sessions.require_recent_login(auth)
+    return auth
+
+
+RecentlyAuthenticated = Annotated[Authenticated, Depends(get_recently_authenticated)]
+
+
 async def get_current_user(auth: AuthenticatedDep) -> User:
     """The active user whose bearer token came with the request."""
     return auth.user

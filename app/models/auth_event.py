@@ -1,4 +1,5 @@
-"""The audit trail of logins, refreshes, detected token reuse, logouts and admin actions."""
+"""The audit trail of logins, refreshes, detected token reuse, logouts, deletions,
+number changes and admin actions."""
 
 from __future__ import annotations
 
@@ -19,6 +20,9 @@ class AuthEventType(StrEnum):
     REFRESH = "refresh"
     REUSE_DETECTED = "reuse_detected"
     LOGOUT = "logout"
+    USER_DELETED = "user_deleted"
+    PHONE_CHANGE_REQUESTED = "phone_change_requested"
+    PHONE_CHANGED = "phone_changed"
     USER_DISABLED = "user_disabled"
     USER_ENABLED = "user_enabled"
     SESSIONS_REVOKED = "sessions_revoked"
@@ -36,6 +40,8 @@ class AuthEvent(Base):
     user_id: Mapped[int | None] = mapped_column(Integer, default=None)
     session_id: Mapped[str | None] = mapped_column(String(32), default=None)
     phone_masked: Mapped[str] = mapped_column(String(32), default="")
+    # A number change's new number, masked; `phone_masked` is the old one.
+    new_phone_masked: Mapped[str | None] = mapped_column(String(32), default=None)
     client_ip: Mapped[str | None] = mapped_column(String(45), default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     # The admin who acted (None: the user themselves, or an operator's command line).

@@ -26,6 +26,8 @@ class LoginSession(Base):
     id: Mapped[str] = mapped_column(String(SESSION_ID_LENGTH), primary_key=True)
     user_id: Mapped[int] = mapped_column(Integer, ForeignKey("users.id", ondelete="CASCADE"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # When the code check that opened the session happened (the `auth_time` claim).
+    auth_time: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     revoked_reason: Mapped[str | None] = mapped_column(String(32), default=None)
 

@@ -17,6 +17,8 @@ class User(Base):
     """A person, identified by their phone number in E.164 form."""
 
     __tablename__ = "users"
+    # SQLite: ids of deleted users are never given again (PostgreSQL's sequences never do).
+    __table_args__ = {"sqlite_autoincrement": True}  # noqa: RUF012 (SQLAlchemy reads it)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     phone: Mapped[str] = mapped_column(String(16), unique=True)

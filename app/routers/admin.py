@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 
 from app.core.errors import FieldErrors
 from app.core.phone import PhoneError, parse_phone
@@ -209,6 +209,29 @@ async def revoke_user_sessions(
 ) -> AdminUserOut:
     """Log an account out everywhere."""
     return _out(await service.revoke_sessions(uow, admin, _user_id(user_id), client_ip))
+
+
+@router.delete(
+    "/users/{user_id}",
+    status_code=204,
+    summary="Delete a user",
+    description="The same effects as the user's own `DELETE /api/v1/users/me`: the "
+    "account and its personal data are gone, every token of it answers 401, and logging "
+    "in with the number makes a new user. The `user_deleted` audit event names the "
+    "acting admin. An admin cannot delete themselves here (409).",
+    response_class=Response,
+    responses={**_AUTH, **_NOT_FOUND, **_SELF},
+)
+async def delete_user(
+    user_id: str,
+    admin: CurrentAdmin,
+    service: AdminServiceDep,
+    uow: UnitOfWorkDep,
+    client_ip: ClientIP,
+) -> Response:
+    """Delete an account."""
+    await service.delete(uow, admin, _user_id(user_id), client_ip)
+    return Response(status_code=204)
 
 
 @router.put(

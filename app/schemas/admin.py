@@ -65,8 +65,9 @@ class AuditEventOut(BaseModel):
     type: str = Field(
         validation_alias="event",
         examples=["user_disabled"],
-        description="login, refresh, reuse_detected, logout, user_disabled, user_enabled, "
-        "sessions_revoked, roles_changed, …",
+        description="login, refresh, reuse_detected, logout, user_deleted, "
+        "phone_change_requested, phone_changed, user_disabled, user_enabled, "
+        "sessions_revoked, roles_changed",
     )
     user_id: OptionalIdText = Field(examples=["7"])
     actor_id: OptionalIdText = Field(
@@ -75,6 +76,12 @@ class AuditEventOut(BaseModel):
     )
     created_at: datetime
     phone: str = Field(validation_alias="phone_masked", examples=["+996*****3456"])
+    new_phone: str | None = Field(
+        default=None,
+        validation_alias="new_phone_masked",
+        description="A number change's new number, masked (`phone` is the old one)",
+        examples=[None],
+    )
     client_ip: str | None = Field(examples=["203.0.113.7"])
     details: dict[str, Any] = Field(
         default_factory=dict, examples=[{"reason": "fraud", "sessions_revoked": 2}]

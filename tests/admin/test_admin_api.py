@@ -3,6 +3,7 @@ enabling, revoking sessions and changing roles, each change in the audit trail."
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from typing import Any
 
@@ -43,6 +44,7 @@ OPERATIONS = [
     ("POST", f"{USERS}/{{id}}/enable", None),
     ("POST", f"{USERS}/{{id}}/revoke-sessions", None),
     ("PUT", f"{USERS}/{{id}}/roles", {"roles": ["support"]}),
+    ("DELETE", f"{USERS}/{{id}}", None),
     ("GET", EVENTS, None),
 ]
 
@@ -413,7 +415,7 @@ async def test_changes_to_an_unknown_user_are_404(
     client: httpx.AsyncClient, db_engine: AsyncEngine, admin: dict[str, Any]
 ) -> None:
     events = await event_rows(db_engine)
-    for method, path, body in OPERATIONS[2:6]:
+    for method, path, body in OPERATIONS[2:7]:
         response = await client.request(
             method, path.format(id="987654"), json=body, headers=admin["headers"]
         )
@@ -450,6 +452,59 @@ async def test_revoke_sessions_logs_the_user_out_everywhere_but_not_for_good(
     )
     # The admin's own session is untouched.
     assert (await client.get(USERS, headers=admin["headers"])).status_code == 200
+
+
+# ------------------------------------------------------------------ delete
+
+
+async def test_delete_has_the_effects_of_a_self_delete_and_names_the_admin(
+    client: httpx.AsyncClient, db_engine: AsyncEngine, admin: dict[str, Any]
+) -> None:
+    phone = new_phone()
+    user = await login(client, phone)
+    user_id = user["user"]["id"]
+
+    response = await client.delete(f"{USERS}/{user_id}", headers=admin["headers"])
+
+    assert response.status_code == 204
+    assert response.content == b""
+    assert_unauthorized(await me(client, user["access_token"]))
+    assert_unauthorized(await refresh(client, user["refresh_token"]), INVALID_REFRESH)
+    gone = await client.get(f"{USERS}/{user_id}", headers=admin["headers"])
+    assert (gone.status_code, gone.json()) == (404, NOT_FOUND)
+    assert [s for s in await session_rows(db_engine) if s["user_id"] == int(user_id)] == []
+    [event] = [e for e in await event_rows(db_engine) if e["event"] == "user_deleted"]
+    assert (event["user_id"], event["actor_id"]) == (int(user_id), int(admin["user"]["id"]))
+    assert event["phone_masked"] == phone[:4] + "*****" + phone[-4:]
+    again = await login(client, phone)
+    assert again["is_new_user"] is True
+    assert again["user"]["id"] != user_id
+    metrics = (await client.get("/metrics")).text
+    assert 'phone_auth_admin_actions_total{action="delete",via="api"} 1.0' in metrics
+
+
+async def test_an_admin_cannot_delete_themselves_here(
+    client: httpx.AsyncClient, admin: dict[str, Any]
+) -> None:
+    response = await client.delete(f"{USERS}/{admin['user']['id']}", headers=admin["headers"])
+
+    assert response.status_code == 409
+    assert response.json() == {"detail": "You cannot disable or delete your own account here."}
+    assert (await client.get(USERS, headers=admin["headers"])).status_code == 200
+
+
+async def test_two_concurrent_deletes_give_one_204_and_one_404(
+    client: httpx.AsyncClient, db_engine: AsyncEngine, admin: dict[str, Any]
+) -> None:
+    user = await login(client)
+    path = f"{USERS}/{user['user']['id']}"
+
+    answers = await asyncio.gather(
+        client.delete(path, headers=admin["headers"]), client.delete(path, headers=admin["headers"])
+    )
+
+    assert sorted(a.status_code for a in answers) == [204, 404]
+    assert len([e for e in await event_rows(db_engine) if e["event"] == "user_deleted"]) == 1
 
 
 # ------------------------------------------------------------------ roles

@@ -160,6 +160,21 @@ async def test_revoke_sessions_and_revoke_role(
     assert (await user_row(db_engine, user["user"]["id"]))["is_active"] is True
 
 
+async def test_delete(client: httpx.AsyncClient, db_engine: AsyncEngine, cli: Any) -> None:
+    phone = new_phone()
+    user = await login(client, phone)
+
+    status, out, err = await cli("delete", phone)
+
+    assert (status, err) == (0, "")
+    assert json.loads(out) == {"id": user["user"]["id"], "deleted": True}
+    assert_unauthorized(await me(client, user["access_token"]))
+    [event] = [e for e in await event_rows(db_engine) if e["event"] == "user_deleted"]
+    assert (event["user_id"], event["actor_id"]) == (int(user["user"]["id"]), None)
+    status, out, err = await cli("show", user["user"]["id"])
+    assert (status, out, err) == (1, "", f"error: no user with id {user['user']['id']}\n")
+
+
 @pytest.mark.parametrize(
     ("argv", "reason"),
     [

@@ -104,6 +104,7 @@ def login_values(verification_id: int, phone: Phone, now: datetime) -> LoginValu
         phone_masked=phone.masked,
         client_ip=CLIENT_IP,
         now=now,
+        auth_time=now,
     )
 
 
@@ -233,6 +234,7 @@ async def test_a_new_number_makes_the_user_and_its_session(
         "id": values.session_id,
         "user_id": user.id,
         "created_at": now,
+        "auth_time": now,
         "revoked_at": None,
         "revoked_reason": None,
     }
@@ -255,6 +257,7 @@ async def test_a_new_number_makes_the_user_and_its_session(
         "phone_masked": KG_MASKED,
         "client_ip": CLIENT_IP,
         "created_at": now,
+        "new_phone_masked": None,
         "actor_id": None,
         "details": None,
     }

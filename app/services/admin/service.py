@@ -1,7 +1,8 @@
 """Administration of accounts, for the admin API and the operators' command line.
 
 Every change is written with an audit event naming the acting admin (`actor_id`;
-None from the command line) in the request's transaction, and counted in
+None from the command line) in the request's transaction (a deletion's is the
+`user_deleted` event of `UserService.delete`), and counted in
 `phone_auth_admin_actions_total`. Lists page newest first with opaque cursors.
 """
 
@@ -196,6 +197,19 @@ class AdminService:
         )
         return AdminUser(user, 0)
 
+    async def delete(
+        self, uow: UnitOfWork, actor: User | None, user_id: int, client_ip: str | None = None
+    ) -> None:
+        """Delete the account as a self-delete does (`UserService.delete`): its personal
+        data, sessions and tokens go; its `user_deleted` event names the acting admin."""
+        user = await self._target(uow, user_id)
+        if actor is not None and actor.id == user.id:
+            raise SelfLockout(MSG_OWN_ACCOUNT)
+        actor_id = actor.id if actor is not None else None
+        if await self._users.delete(uow, user.id, actor_id=actor_id) is None:
+            raise UserNotFound()  # deleted by a concurrent request
+        self._count("delete", actor, user.id)
+
     async def set_roles(
         self,
         uow: UnitOfWork,
@@ -271,11 +285,14 @@ class AdminService:
                 created_at=utcnow(),
             )
         )
+        self._count(action, actor, user.id)
+
+    def _count(self, action: str, actor: User | None, user_id: int) -> None:
         via = "api" if actor is not None else "cli"
         self._metrics.admin_actions.labels(action=action, via=via).inc()
         logger.info(
             "Admin action %s on user %s by %s",
             action,
-            user.id,
+            user_id,
             f"admin {actor.id}" if actor is not None else "the command line",
         )

@@ -94,7 +94,10 @@ _INSERT_USER = {
     .returning(*_USER),
 }
 _INSERT_SESSION = insert(_S).values(
-    id=bindparam("b_session_id"), user_id=bindparam("b_user_id"), created_at=bindparam("b_now")
+    id=bindparam("b_session_id"),
+    user_id=bindparam("b_user_id"),
+    created_at=bindparam("b_now"),
+    auth_time=bindparam("b_auth_time"),
 )
 _INSERT_REFRESH_TOKEN = insert(_R).values(
     session_id=bindparam("b_session_id"),
@@ -141,11 +144,12 @@ def _build_one_statement() -> Select[Any]:
     )
     login_user = union_all(select(touched), select(inserted)).cte("login_user")
     new_session = _S.insert().from_select(
-        ["id", "user_id", "created_at"],
+        ["id", "user_id", "created_at", "auth_time"],
         select(
             _param("b_session_id", _S.c.id.type),
             login_user.c.id,
             _param("b_now", _S.c.created_at.type),
+            _param("b_auth_time", _S.c.auth_time.type),
         ),
     )
     new_token = _R.insert().from_select(
@@ -196,6 +200,7 @@ class LoginValues:
     phone_masked: str
     client_ip: str | None
     now: datetime
+    auth_time: datetime
 
     def params(self) -> dict[str, Any]:
         """The statements' bind parameters."""
@@ -210,6 +215,7 @@ class LoginValues:
             "b_phone_masked": self.phone_masked,
             "b_client_ip": self.client_ip,
             "b_now": self.now,
+            "b_auth_time": self.auth_time,
         }
 
 

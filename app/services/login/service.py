@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import NoReturn
 
 from app.core.config import Channel, Settings
 from app.core.database import UnitOfWork
@@ -19,12 +20,22 @@ from app.services.login.repository import LoginRepository, LoginValues
 from app.services.sessions.service import SessionService, TokenPair
 from app.services.users.service import UserDisabled
 from app.services.verification.service import (
+    LOGIN,
+    CodeOwner,
     ReservedCheck,
     StartedVerification,
     VerificationService,
 )
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class CheckedCode:
+    """A code the provider approved: its row (still pending) and the number's market."""
+
+    row: ReservedCheck
+    market: Market
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,14 +62,20 @@ class LoginService:
         self._limits = limits
         self._sessions = sessions
 
+    def market_of(self, phone: Phone) -> Market:
+        """The market of `phone`, or the 400 for a number of no configured market."""
+        return self._markets.of(phone)
+
     async def send_code(
         self,
         uow: UnitOfWork,
         phone: Phone,
         channel: Channel = Channel.SMS,
         client_ip: str | None = None,
+        owner: CodeOwner = LOGIN,
     ) -> StartedVerification:
-        """Send a login code to `phone` over `channel`, within the limits."""
+        """Send a code to `phone` over `channel`, within the limits: a login code, or
+        with `owner` one bound to a user's number change (same checks, same limits)."""
         set_log_phone(phone.masked)
         market = self._markets.of(phone)
         self._verification.require_channel(channel, market)
@@ -67,13 +84,20 @@ class LoginService:
             phone, market, client_ip, test_number=self._verification.is_test(provider)
         )
         return await self._verification.start(
-            uow, provider, phone, market, channel.value, client_ip
+            uow, provider, phone, market, channel.value, client_ip, owner
         )
 
-    async def login(
-        self, uow: UnitOfWork, phone: Phone, code: str, client_ip: str | None = None
-    ) -> LoginResult:
-        """Check `code` and return the user with a fresh token pair.
+    async def check_code(
+        self,
+        uow: UnitOfWork,
+        phone: Phone,
+        code: str,
+        client_ip: str | None = None,
+        owner: CodeOwner = LOGIN,
+    ) -> CheckedCode:
+        """Check `code` against the pending code of `owner` for `phone`, within the
+        limits, or raise the contract's error. The approved row stays pending: the
+        caller marks it used with what it stores, then calls `approval_stored`.
 
         The client's limits come first; the number's window for this client is
         taken only once a pending code has an attempt reserved, so that guesses
@@ -84,14 +108,30 @@ class LoginService:
         self._verification.require_code_format(code)
         provider = self._verification.provider_for(phone)
         await self._limits.take_verify(phone, market, client_ip)
-        reserved = await self._verification.reserve(uow, phone, market)
+        reserved = await self._verification.reserve(uow, phone, market, owner)
         try:
             await self._limits.take_code_check(phone, market, client_ip)
         except AppError:
             await self._verification.release(uow, reserved)
             raise
         await self._verification.check(uow, provider, reserved, phone, market, code)
-        tokens, created = await self._store(uow, reserved, phone, market, client_ip)
+        return CheckedCode(reserved, market)
+
+    def approval_stored(self, checked: CheckedCode) -> None:
+        """Count an approved code that is now marked used."""
+        self._verification.approval_stored(checked.row, checked.market)
+
+    def approval_lost(self, checked: CheckedCode, phone: Phone) -> NoReturn:
+        """Refuse an approved code that another request used at the same moment."""
+        self._verification.approval_lost(checked.row, phone, checked.market)
+
+    async def login(
+        self, uow: UnitOfWork, phone: Phone, code: str, client_ip: str | None = None
+    ) -> LoginResult:
+        """Check `code` (a login code only) and return the user with a fresh token pair."""
+        checked = await self.check_code(uow, phone, code, client_ip)
+        market = checked.market
+        tokens, created = await self._store(uow, checked.row, phone, market, client_ip)
         logger.info(
             "Login: user=%s market=%s new=%s phone=%s",
             tokens.user.id,
@@ -123,6 +163,7 @@ class LoginService:
             phone_masked=phone.masked,
             client_ip=client_ip,
             now=now,
+            auth_time=new_session.auth_time,
         )
         try:
             stored = await LoginRepository(uow).store(values)

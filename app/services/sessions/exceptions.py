@@ -26,3 +26,21 @@ class InvalidRefreshToken(NotAuthenticated):
     """A refresh token that is unknown, expired, revoked or reused."""
 
     default_message = MSG_INVALID_REFRESH
+
+
+MSG_RECENT_LOGIN = "Log in again to confirm this change."
+
+
+class RecentLoginRequired(NotAuthenticated):
+    """A sensitive change with a session whose login is older than
+    `RECENT_LOGIN_SECONDS` (RFC 9470 step-up: the client logs in again and retries)."""
+
+    default_message = MSG_RECENT_LOGIN
+
+    def __init__(self, max_age: int) -> None:
+        super().__init__()
+        self.headers["WWW-Authenticate"] = (
+            'Bearer error="insufficient_user_authentication", '
+            'error_description="A recent login is required", '
+            f"max_age={max_age}"
+        )

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Connection, Update, func, insert, select, update
+from sqlalchemy import Connection, Update, delete, func, insert, select, update
 
 from app.core.database import UnitOfWork
 from app.models.auth_event import AuthEvent, AuthEventType
@@ -28,9 +28,9 @@ class SessionRepository:
             select(RefreshToken).where(RefreshToken.token_hash == token_hash)
         )
 
-    async def get_session(self, session_id: str) -> LoginSession:
-        """The login session `session_id`, which must exist."""
-        return await self._uow.session.get_one(LoginSession, session_id)
+    async def get_session(self, session_id: str) -> LoginSession | None:
+        """The login session `session_id`; None when it is gone (its user was deleted)."""
+        return await self._uow.session.get(LoginSession, session_id)
 
     async def claim(self, token: RefreshToken, now: datetime) -> bool:
         """Mark `token` rotated; of concurrent claims exactly one gets True."""
@@ -42,9 +42,15 @@ class SessionRepository:
         )
         return claimed is not None
 
-    async def reload(self, token: RefreshToken) -> None:
-        """Read `token` again (another request may have rotated it)."""
-        await self._uow.session.refresh(token)
+    async def reload(self, token: RefreshToken) -> bool:
+        """Read `token` again (another request may have rotated it); False when it is
+        gone (its user was deleted meanwhile)."""
+        found = await self._uow.session.scalar(
+            select(RefreshToken)
+            .where(RefreshToken.id == token.id)
+            .execution_options(populate_existing=True)
+        )
+        return found is not None
 
     async def child_of(self, token: RefreshToken) -> RefreshToken | None:
         """The token `token` was exchanged for, if any."""
@@ -68,6 +74,12 @@ class SessionRepository:
         if session_id is not None:
             query = query.where(LoginSession.id == session_id)
         return list((await self._uow.session.scalars(query)).all())
+
+    async def delete_tokens(self, session_id: str) -> None:
+        """Delete every refresh token of a session: none of them works any more."""
+        await self._uow.session.execute(
+            delete(RefreshToken).where(RefreshToken.session_id == session_id)
+        )
 
     async def revoke(self, session_id: str, reason: str) -> None:
         """Revoke a session, unless it is revoked already."""

@@ -17,21 +17,24 @@ import hashlib
 import hmac
 import logging
 import secrets
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from app.core.config import Settings
 from app.core.database import UnitOfWork
 from app.core.phone import mask_phone
 from app.models.auth_event import AuthEvent, AuthEventType
 from app.models.base import utcnow
-from app.models.login_session import RefreshToken
+from app.models.login_session import LoginSession, RefreshToken
 from app.models.user import User
 from app.services.sessions.exceptions import (
     InvalidRefreshToken,
     InvalidToken,
     NoCredentials,
+    RecentLoginRequired,
 )
 from app.services.sessions.repository import SessionRepository
 from app.services.sessions.tokens import TokenClaims, TokenError, TokenService
@@ -61,6 +64,7 @@ class NewLoginSession:
     refresh_token: str
     token_hash: str
     refresh_expires_at: datetime
+    auth_time: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,9 +84,17 @@ class SessionService:
     """Opens sessions for logins, checks access tokens, rotates refresh tokens and
     revokes sessions; one per process."""
 
-    def __init__(self, settings: Settings, tokens: TokenService, users: UserService) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        tokens: TokenService,
+        users: UserService,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.tokens = tokens
         self._users = users
+        self._clock = clock
+        self._recent_login_seconds = settings.recent_login_seconds
         self._refresh_lifetime = settings.refresh_token_expire_seconds
         self._reuse_interval = timedelta(seconds=settings.refresh_token_reuse_interval_seconds)
         self._key = hashlib.sha256(
@@ -97,6 +109,7 @@ class SessionService:
             refresh_token=raw,
             token_hash=hash_token(raw),
             refresh_expires_at=now + timedelta(seconds=self._refresh_lifetime),
+            auth_time=datetime.fromtimestamp(int(self._clock()), UTC),
         )
 
     def first_pair(self, user: User, session: NewLoginSession) -> TokenPair:
@@ -107,6 +120,7 @@ class SessionService:
             phone=user.phone,
             market=user.market,
             roles=user.roles,
+            auth_time=session.auth_time,
         )
         return TokenPair(
             access.token, access.expires_in, session.refresh_token, self._refresh_lifetime, user
@@ -125,7 +139,57 @@ class SessionService:
             raise InvalidToken()
         if not user.is_active:
             raise UserDisabled()
+        if claims.phone != user.phone:
+            # Issued before the user's number changed: its claims no longer hold.
+            raise InvalidToken()
         return Authenticated(user=user, claims=claims)
+
+    def require_recent_login(self, auth: Authenticated) -> None:
+        """Refuse a sensitive change unless the session's code check happened within
+        `RECENT_LOGIN_SECONDS` (401 with RFC 9470's `WWW-Authenticate`)."""
+        auth_time = auth.claims.auth_time
+        if auth_time is None or self._clock() - auth_time > self._recent_login_seconds:
+            raise RecentLoginRequired(self._recent_login_seconds)
+
+    async def keep_only(self, uow: UnitOfWork, user_id: int, session_id: str) -> NewLoginSession:
+        """Revoke every other session of the user and replace this session's refresh
+        tokens with a fresh one (after a number change); `first_pair` then signs its
+        pair. A session revoked or deleted meanwhile answers 401.
+
+        The session's tokens are deleted before other sessions are touched: the order
+        a refresh and a deletion lock them in.
+        """
+        repository = SessionRepository(uow)
+        login_session = await repository.get_session(session_id)
+        if (
+            login_session is None
+            or login_session.user_id != user_id
+            or login_session.revoked_at is not None
+        ):
+            raise InvalidToken()
+        await repository.delete_tokens(session_id)
+        for other in await repository.active_sessions(user_id, None):
+            if other.id != session_id:
+                await repository.revoke(other.id, "phone_changed")
+        now = utcnow()
+        raw = secrets.token_urlsafe(32)
+        renewed = NewLoginSession(
+            id=session_id,
+            refresh_token=raw,
+            token_hash=hash_token(raw),
+            refresh_expires_at=now + timedelta(seconds=self._refresh_lifetime),
+            auth_time=login_session.auth_time or login_session.created_at,
+        )
+        repository.add_token(
+            RefreshToken(
+                session_id=session_id,
+                token_hash=renewed.token_hash,
+                created_at=now,
+                expires_at=renewed.refresh_expires_at,
+            )
+        )
+        await repository.flush()
+        return renewed
 
     def _child_token(self, parent: str) -> str:
         digest = hmac.new(self._key, parent.encode(), hashlib.sha256).digest()
@@ -141,8 +205,10 @@ class SessionService:
         if token is None or token.expires_at <= now:
             raise InvalidRefreshToken()
         login_session = await repository.get_session(token.session_id)
+        if login_session is None or login_session.revoked_at is not None:
+            raise InvalidRefreshToken()
         user = await self._users.get(uow, login_session.user_id)
-        if login_session.revoked_at is not None or user is None:
+        if user is None:
             raise InvalidRefreshToken()
         if not user.is_active:
             raise UserDisabled()
@@ -159,9 +225,10 @@ class SessionService:
             repository.add_token(child)
             repository.add_event(_event(AuthEventType.REFRESH, user, login_session.id, client_ip))
             await repository.flush()
-            return self._pair(user, login_session.id, child, child_raw)
+            return self._pair(user, login_session, child, child_raw)
 
-        await repository.reload(token)
+        if not await repository.reload(token):
+            raise InvalidRefreshToken()
         existing = await repository.child_of(token)
         rotated_at = token.rotated_at or now
         within_interval = now - rotated_at <= self._reuse_interval
@@ -172,7 +239,7 @@ class SessionService:
             and hmac.compare_digest(existing.token_hash, hash_token(child_raw))
         ):
             # A retry or a concurrent twin: the same pair as the first answer.
-            return self._pair(user, login_session.id, existing, child_raw)
+            return self._pair(user, login_session, existing, child_raw)
         if within_interval:
             raise InvalidRefreshToken()
         await repository.revoke_for_reuse(
@@ -186,15 +253,19 @@ class SessionService:
         )
         raise InvalidRefreshToken()
 
-    def _pair(self, user: User, session_id: str, child: RefreshToken, raw: str) -> TokenPair:
+    def _pair(
+        self, user: User, login_session: LoginSession, child: RefreshToken, raw: str
+    ) -> TokenPair:
         access = self.tokens.issue(
             user_id=user.id,
-            session_id=session_id,
+            session_id=login_session.id,
             phone=user.phone,
             market=user.market,
             roles=user.roles,
             issued_at=child.created_at,
             jti=child.token_hash[:32],
+            # A refresh keeps the time of the login that opened the session.
+            auth_time=login_session.auth_time or login_session.created_at,
         )
         return TokenPair(access.token, access.expires_in, raw, self._refresh_lifetime, user)
 

@@ -42,6 +42,8 @@ class TokenClaims:
     phone: str
     market: str
     jti: str
+    # Epoch seconds of the code check that opened the session; None in older tokens.
+    auth_time: int | None = None
 
 
 class TokenService:
@@ -63,6 +65,7 @@ class TokenService:
         roles: list[str] | None = None,
         issued_at: datetime | None = None,
         jti: str | None = None,
+        auth_time: datetime | None = None,
     ) -> AccessToken:
         """Sign an access token for a user's session.
 
@@ -83,6 +86,8 @@ class TokenService:
             "aud": self._audience,
             "jti": jti or uuid.uuid4().hex,
         }
+        if auth_time is not None:
+            claims["auth_time"] = int(auth_time.timestamp())
         token = self.keys.sign(claims)
         return AccessToken(token=token, expires_in=self._lifetime)
 
@@ -116,6 +121,7 @@ class TokenService:
                 phone=str(claims.get("phone", "")),
                 market=str(claims.get("market", "")),
                 jti=str(claims.get("jti", "")),
+                auth_time=_auth_time(claims.get("auth_time")),
             )
         except (JWTError, KeyError, ValueError, TypeError, AttributeError) as exc:
             raise TokenError(str(exc)) from exc
@@ -128,6 +134,13 @@ def _user_id(sub: object) -> int:
     if not isinstance(sub, str) or not _USER_ID.fullmatch(sub) or int(sub) > MAX_USER_ID:
         raise TokenError("sub is not a user id")
     return int(sub)
+
+
+def _auth_time(value: object) -> int | None:
+    """The `auth_time` claim as epoch seconds; None when absent or not a number."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return int(value)
 
 
 def _session_id(sid: object) -> str:

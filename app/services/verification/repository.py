@@ -19,10 +19,16 @@ from sqlalchemy.engine import CursorResult
 
 from app.core.database import UnitOfWork
 from app.models.base import table_of, utcnow
-from app.models.verification import Verification, VerificationStatus
+from app.models.verification import Verification, VerificationPurpose, VerificationStatus
 
 _V = table_of(Verification)
 _PENDING = VerificationStatus.PENDING.value
+# A code is bound to its purpose and user (None for a login): every statement that
+# picks a number's codes picks only those of one purpose and user.
+_SAME_OWNER = (
+    _V.c.purpose == bindparam("b_purpose"),
+    _V.c.user_id.is_not_distinct_from(bindparam("b_user_id", type_=_V.c.user_id.type)),
+)
 
 # The sid of a row stored before the provider answered: its code, if one went out,
 # is checked by number (`VerificationRepository.reserve`).
@@ -36,6 +42,7 @@ _PENDING_WITH_SID = select(_V.c.id).where(
     _V.c.provider_sid == bindparam("b_sid"),
     _V.c.status == _PENDING,
     _V.c.id != bindparam("b_id"),
+    *_SAME_OWNER,
 )
 _EXPIRE_OTHER_PENDING = (
     update(_V)
@@ -44,6 +51,7 @@ _EXPIRE_OTHER_PENDING = (
         _V.c.status == _PENDING,
         _V.c.provider_sid != bindparam("b_sid"),
         _V.c.id != bindparam("b_id"),
+        *_SAME_OWNER,
     )
     .values(status=VerificationStatus.EXPIRED.value, updated_at=bindparam("b_now"))
 )
@@ -74,7 +82,7 @@ _RECORD_STARTED_PG = _build_record_started_pg()
 
 _NEWEST_ID = (
     select(_V.c.id)
-    .where(_V.c.phone == bindparam("b_phone"))
+    .where(_V.c.phone == bindparam("b_phone"), *_SAME_OWNER)
     .order_by(_V.c.created_at.desc(), _V.c.id.desc())
     .limit(1)
     .scalar_subquery()
@@ -101,7 +109,7 @@ _SPEND_ATTEMPT = (
 )
 _NEWEST = (
     select(_V.c.id, _V.c.status, _V.c.expires_at, _V.c.failed_attempts)
-    .where(_V.c.phone == bindparam("b_phone"))
+    .where(_V.c.phone == bindparam("b_phone"), *_SAME_OWNER)
     .order_by(_V.c.created_at.desc(), _V.c.id.desc())
     .limit(1)
 )
@@ -150,6 +158,23 @@ class NewVerification:
     channel: str
     provider: str
     ttl: timedelta
+    purpose: VerificationPurpose = VerificationPurpose.LOGIN
+    user_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CodeOwner:
+    """Whose code a statement picks: a login's (no user) or a user's number change."""
+
+    purpose: VerificationPurpose = VerificationPurpose.LOGIN
+    user_id: int | None = None
+
+    def params(self) -> dict[str, object]:
+        """The bind parameters of `_SAME_OWNER`."""
+        return {"b_purpose": self.purpose.value, "b_user_id": self.user_id}
+
+
+LOGIN = CodeOwner()
 
 
 class VerificationRepository:
@@ -176,6 +201,8 @@ class VerificationRepository:
                 "created_at": now,
                 "expires_at": now + new.ttl,
                 "updated_at": now,
+                "purpose": new.purpose.value,
+                "user_id": new.user_id,
             },
         )
         assert row is not None
@@ -186,7 +213,12 @@ class VerificationRepository:
         await self._uow.commit_statement_now(_DELETE_RESERVED, {"b_id": verification_id})
 
     async def record_started(
-        self, verification_id: int, phone: str, sid: str, code_hash: str | None
+        self,
+        verification_id: int,
+        phone: str,
+        sid: str,
+        code_hash: str | None,
+        owner: CodeOwner = LOGIN,
     ) -> None:
         """Give the reserved row the provider's sid; it replaces the number's other
         pending codes. When the sid is that of a pending row (a resend within its
@@ -200,6 +232,7 @@ class VerificationRepository:
             "b_sid": sid,
             "b_code_hash": code_hash,
             "b_now": utcnow(),
+            **owner.params(),
         }
         if self._uow.dialect == "postgresql":
             await self._uow.commit_statement_now(_RECORD_STARTED_PG, params)
@@ -212,8 +245,11 @@ class VerificationRepository:
 
         await self._uow.committed_now(record)
 
-    async def spend_attempt(self, phone: str, max_attempts: int) -> ReservedCheck | NoAttempt:
-        """Take one attempt on the newest verification of `phone`, committed at once.
+    async def spend_attempt(
+        self, phone: str, max_attempts: int, owner: CodeOwner = LOGIN
+    ) -> ReservedCheck | NoAttempt:
+        """Take one attempt on the newest verification of `phone` for `owner` (a login's,
+        or a user's number change), committed at once.
 
         Counting the attempt before asking the provider bounds the checks per
         code even when many requests arrive at the same moment. When none can
@@ -221,11 +257,16 @@ class VerificationRepository:
         finish a row whose approval another request is storing.
         """
         now = utcnow()
-        params = {"b_phone": phone, "b_max_attempts": max_attempts, "b_now": now}
+        params = {
+            "b_phone": phone,
+            "b_max_attempts": max_attempts,
+            "b_now": now,
+            **owner.params(),
+        }
         reserved = await self._uow.commit_statement_now(_SPEND_ATTEMPT, params)
         if reserved is not None:
             return ReservedCheck(*reserved)
-        newest = await self._uow.commit_statement_now(_NEWEST, {"b_phone": phone})
+        newest = await self._uow.commit_statement_now(_NEWEST, {"b_phone": phone, **owner.params()})
         if newest is None:
             return NoAttempt.NO_CODE
         _, status, expires_at, failed_attempts = newest

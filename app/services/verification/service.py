@@ -48,6 +48,8 @@ from app.services.verification.providers.base import (
 )
 from app.services.verification.providers.test_numbers import TestNumberProvider, TestNumbers
 from app.services.verification.repository import (
+    LOGIN,
+    CodeOwner,
     NewVerification,
     NoAttempt,
     ReservedCheck,
@@ -56,7 +58,14 @@ from app.services.verification.repository import (
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Providers", "ReservedCheck", "StartedVerification", "VerificationService"]
+__all__ = [
+    "LOGIN",
+    "CodeOwner",
+    "Providers",
+    "ReservedCheck",
+    "StartedVerification",
+    "VerificationService",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,11 +130,13 @@ class VerificationService:
         market: Market,
         channel: str,
         client_ip: str | None,
+        owner: CodeOwner = LOGIN,
     ) -> StartedVerification:
-        """Ask `provider` to send a code and record the verification."""
+        """Ask `provider` to send a code and record the verification, bound to `owner`
+        (a login's code, or one user's number change)."""
         started = self._metrics.verifications_started
         try:
-            await self._start(uow, provider, phone, market, channel, client_ip)
+            await self._start(uow, provider, phone, market, channel, client_ip, owner)
         except AppError as exc:
             started.labels(market.name, channel, exc.outcome).inc()
             raise
@@ -136,11 +147,13 @@ class VerificationService:
             self._metrics.sms_spend.labels(market.name).inc(market.settings.price_usd)
         return StartedVerification(phone=phone, market=market, channel=channel)
 
-    async def reserve(self, uow: UnitOfWork, phone: Phone, market: Market) -> ReservedCheck:
-        """Take an attempt on the number's pending code for a check, or raise why there
-        is none to take (400 no pending code, 429 locked)."""
+    async def reserve(
+        self, uow: UnitOfWork, phone: Phone, market: Market, owner: CodeOwner = LOGIN
+    ) -> ReservedCheck:
+        """Take an attempt on the number's pending code of `owner` for a check, or raise
+        why there is none to take (400 no pending code, 429 locked)."""
         try:
-            return await self._spend_attempt(VerificationRepository(uow), phone)
+            return await self._spend_attempt(VerificationRepository(uow), phone, owner)
         except AppError as exc:
             self._metrics.verifications_failed.labels(market.name, "none", exc.outcome).inc()
             raise
@@ -192,6 +205,7 @@ class VerificationService:
         market: Market,
         channel: str,
         client_ip: str | None,
+        owner: CodeOwner,
     ) -> None:
         repository = VerificationRepository(uow)
         # Stored first: a code that went out can then always be checked, even when
@@ -203,6 +217,8 @@ class VerificationService:
                 channel=channel,
                 provider=provider.name,
                 ttl=timedelta(minutes=market.settings.code_ttl_minutes),
+                purpose=owner.purpose,
+                user_id=owner.user_id,
             )
         )
         request = StartRequest(
@@ -215,7 +231,9 @@ class VerificationService:
             await repository.discard(reserved)
             raise
         try:
-            await repository.record_started(reserved, phone.e164, result.sid, result.code_hash)
+            await repository.record_started(
+                reserved, phone.e164, result.sid, result.code_hash, owner
+            )
         except DATABASE_DOWN_ERRORS as exc:
             if result.code_hash is not None:
                 raise  # a code this service checks itself cannot be checked without it
@@ -231,9 +249,9 @@ class VerificationService:
         )
 
     async def _spend_attempt(
-        self, repository: VerificationRepository, phone: Phone
+        self, repository: VerificationRepository, phone: Phone, owner: CodeOwner
     ) -> ReservedCheck:
-        spent = await repository.spend_attempt(phone.e164, self._max_attempts)
+        spent = await repository.spend_attempt(phone.e164, self._max_attempts, owner)
         if spent is NoAttempt.LOCKED:
             raise CodeLocked()
         if isinstance(spent, NoAttempt):

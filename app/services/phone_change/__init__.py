@@ -1,0 +1,1 @@
+"""Changing a user's number: a code to the new number, then the change."""
