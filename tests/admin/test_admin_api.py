@@ -4,13 +4,15 @@ enabling, revoking sessions and changing roles, each change in the audit trail."
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.models.auth_event import AuthEvent
 from tests.admin.conftest import set_roles
 from tests.helpers import (
     DISABLED,
@@ -737,3 +739,30 @@ async def test_admin_actions_log_ids_never_numbers(
         messages
     )
     assert not [m for m in messages if phone in m or phone[1:] in m]
+
+
+async def test_a_number_change_shows_both_numbers_masked(
+    client: httpx.AsyncClient, db_engine: AsyncEngine, admin: dict[str, Any]
+) -> None:
+    user = await login(client)
+    async with db_engine.begin() as connection:
+        await connection.execute(
+            insert(AuthEvent).values(
+                event="phone_changed",
+                user_id=int(user["user"]["id"]),
+                phone_masked="+996*****0001",
+                new_phone_masked="+996*****0002",
+                created_at=datetime.now(UTC),
+            )
+        )
+
+    response = await client.get(
+        EVENTS, params={"user_id": user["user"]["id"], "limit": 1}, headers=admin["headers"]
+    )
+
+    [item] = response.json()["items"]
+    assert (item["type"], item["phone"], item["new_phone"]) == (
+        "phone_changed",
+        "+996*****0001",
+        "+996*****0002",
+    )
