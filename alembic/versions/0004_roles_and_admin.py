@@ -31,7 +31,8 @@ def downgrade() -> None:
     with op.batch_alter_table("auth_events") as batch:
         batch.drop_column("details")
         batch.drop_column("actor_id")
-    with op.batch_alter_table("users") as batch:
+    # SQLite rebuilds the table to drop columns: keep its AUTOINCREMENT (from 0003).
+    with op.batch_alter_table("users", table_kwargs={"sqlite_autoincrement": True}) as batch:
         batch.drop_column("disabled_reason")
         batch.drop_column("disabled_at")
         batch.drop_column("roles")
