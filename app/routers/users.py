@@ -11,7 +11,7 @@ from app.dependencies.database import UnitOfWorkDep, UnitOfWorkRoute
 from app.dependencies.phone_change import PhoneChangeServiceDep
 from app.dependencies.sessions import CurrentUser, RecentlyAuthenticated
 from app.dependencies.users import UserServiceDep
-from app.routers.login import SEND_ERRORS, TOKEN_LINKS, VERIFY_ERRORS
+from app.routers.login import SEND_ERRORS, VERIFY_ERRORS
 from app.schemas.errors import BadRequestBody, DetailBody, SendErrorBody, error_response
 from app.schemas.login import (
     SendVerificationRequest,
@@ -179,7 +179,6 @@ async def send_phone_change_verification(
     "recent login (`RECENT_LOGIN_SECONDS`).",
     response_model=VerifyCodeResponse,
     responses={
-        **TOKEN_LINKS,
         **VERIFY_ERRORS,
         **RECENT_LOGIN_ERRORS,
         400: error_response(

@@ -22,6 +22,7 @@ from tests.helpers import (
     ME,
     REFRESH,
     SEND,
+    US_PHONE,
     VERIFY,
     bearer,
     event_rows,
@@ -33,6 +34,8 @@ from tests.helpers import (
 from tests.twilio_fixtures import mock_approving
 
 INVALID_TEXT = "Enter a valid value."
+CHANGE_SEND = "/api/v1/users/me/phone/send-verification"
+CHANGE_VERIFY = "/api/v1/users/me/phone/verify"
 # Admin routes, run by the logged-in user made an admin, on their own account.
 ADMIN_DISABLE = "/api/v1/admin/users/{user_id}/disable"
 ADMIN_ROLES = "/api/v1/admin/users/{user_id}/roles"
@@ -66,6 +69,22 @@ FIELDS = [
     pytest.param("PATCH", ME, {"name": "aida"}, "phone", id="me-phone"),
     pytest.param("PATCH", ME, {"name": "aida"}, "is_active", id="me-is_active"),
     pytest.param("PATCH", ME, {"name": "aida"}, "is_verified", id="me-is_verified"),
+    pytest.param("POST", CHANGE_SEND, {"phone": US_PHONE}, "phone", id="change-send-phone"),
+    pytest.param("POST", CHANGE_SEND, {"phone": US_PHONE}, "channel", id="change-send-channel"),
+    pytest.param(
+        "POST",
+        CHANGE_VERIFY,
+        {"phone": US_PHONE, "verification_code": CODE},
+        "phone",
+        id="change-verify-phone",
+    ),
+    pytest.param(
+        "POST",
+        CHANGE_VERIFY,
+        {"phone": US_PHONE, "verification_code": CODE},
+        "verification_code",
+        id="change-verify-verification_code",
+    ),
     pytest.param("POST", ADMIN_DISABLE, {"reason": "fraud"}, "reason", id="admin-disable-reason"),
     pytest.param("PUT", ADMIN_ROLES, {"roles": ["admin"]}, "roles", id="admin-roles-roles"),
 ]

@@ -21,6 +21,7 @@ from tests.helpers import (
     NO_LIMITS,
     NOT_AUTHENTICATED,
     SEND,
+    US_PHONE,
     Records,
     assert_unauthorized,
     bearer,
@@ -38,6 +39,7 @@ from tests.ops.conftest import parse_metrics, sample
 pytestmark = pytest.mark.usefixtures("twilio_approves")
 
 RECENT_LOGIN = {"detail": "Log in again to confirm this change."}
+CHANGE_SEND = "/api/v1/users/me/phone/send-verification"
 
 
 def step_up_challenge(max_age: int) -> str:
@@ -59,8 +61,14 @@ async def test_delete_removes_the_account_and_its_personal_data(
     first = await login(client, KG_PHONE)
     second = await login(client, KG_PHONE)
     other = await login(client)
-    # A code sent since, still pending: a verification row of the number.
+    # A code sent since, still pending: a verification row of the number; and a code
+    # for a number change, bound to the user.
     assert (await client.post(SEND, json={"phone": KG_PHONE})).status_code == 200
+    changing = await client.post(
+        CHANGE_SEND, json={"phone": US_PHONE}, headers=bearer(first["access_token"])
+    )
+    assert changing.status_code == 200
+    assert US_PHONE in {row.phone for row in await verifications(db_engine)}
 
     answer = await delete_me(client, first["access_token"])
 
@@ -70,7 +78,7 @@ async def test_delete_removes_the_account_and_its_personal_data(
     user_id = int(first["user"]["id"])
     assert {row["user_id"] for row in await session_rows(db_engine)} == {int(other["user"]["id"])}
     assert len(await refresh_rows(db_engine)) == 1  # the other user's
-    assert KG_PHONE not in {row.phone for row in await verifications(db_engine)}
+    assert {row.phone for row in await verifications(db_engine)} == {other["user"]["phone"]}
     events = await event_rows(db_engine)
     deleted = [row for row in events if row["event"] == "user_deleted"]
     assert len(deleted) == 1
@@ -80,7 +88,7 @@ async def test_delete_removes_the_account_and_its_personal_data(
     assert deleted[0]["session_id"] is None
     # The account's earlier events keep only its id and masked number.
     own = [row for row in events if row["user_id"] == user_id]
-    assert {row["event"] for row in own} == {"login", "user_deleted"}
+    assert {row["event"] for row in own} == {"login", "phone_change_requested", "user_deleted"}
     assert all(row["client_ip"] is None for row in own)
     assert all(row["phone_masked"] == KG_MASKED for row in own)
     # Another user's events keep their client IP.
@@ -218,3 +226,19 @@ async def test_deletions_are_counted_and_logged_masked(
     assert any("Account deleted" in m and KG_MASKED in m for m in messages)
     assert not any(KG_PHONE in m for m in messages)
     assert not any(body["access_token"] in m or body["refresh_token"] in m for m in messages)
+
+
+async def test_a_browser_frontend_may_delete(client_for: ClientFactory) -> None:
+    shop = "https://shop.example"
+    async with client_for(cors_allow_origins=[shop]) as client:
+        preflight = await client.options(
+            ME,
+            headers={
+                "Origin": shop,
+                "Access-Control-Request-Method": "DELETE",
+                "Access-Control-Request-Headers": "authorization",
+            },
+        )
+    assert preflight.status_code == 200
+    assert preflight.headers["access-control-allow-origin"] == shop
+    assert "DELETE" in preflight.headers["access-control-allow-methods"]
