@@ -17,6 +17,7 @@ from functools import partial
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from app.cli import users as users_cli
 from app.core.config import Settings
 from app.core.database import Database, create_engine
 from app.core.logging import configure_logging
@@ -108,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
         "purge-verifications",
         help="delete verification rows older than VERIFICATION_RETENTION_DAYS (for a CronJob)",
     )
+    users_cli.register(commands)
     return parser
 
 
@@ -130,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(settings)
     if args.command == "migrate":
         return _migrate(settings)
+    if args.command == "users":
+        return users_cli.run(settings, args)
     return _with_database(settings, partial(_purge, days=settings.verification_retention_days))
 
 

@@ -30,7 +30,8 @@ from app.core.metrics_port import MetricsPortMiddleware
 from app.core.request_context import RequestContextMiddleware
 from app.core.request_limits import RequestLimitsMiddleware
 from app.core.settings_loader import load_settings
-from app.routers import login, ops, sessions, users
+from app.routers import admin, login, ops, sessions, users
+from app.services.admin.service import AdminService
 from app.services.limits.service import LoginLimits
 from app.services.limits.steps import Clock
 from app.services.limits.windows import RateLimiter
@@ -143,6 +144,7 @@ async def _process_state(
         settings, VerificationService(settings, providers, metrics), limits, session_service
     )
     state.phone_change_service = PhoneChangeService(state.login_service, session_service, metrics)
+    state.admin_service = AdminService(user_service, session_service, metrics)
     state.readiness = ReadinessChecker(database, limits, provider_configured=primary is not None)
     logger.info(
         "Starting: environment=%s provider=%s%s database=%s rate_limits=%s",
@@ -203,6 +205,7 @@ def create_app(settings: Settings | None = None, clocks: Clocks | None = None) -
     app.include_router(sessions.router)
     app.include_router(users.router)
     app.include_router(sessions.keys_router)
+    app.include_router(admin.router)
     app.include_router(ops.router)
     ops.install_docs(app)
     # Last added runs first: the metrics port (with METRICS_PORT), request context, CORS,
@@ -217,7 +220,7 @@ def create_app(settings: Settings | None = None, clocks: Clocks | None = None) -
             allow_origins=settings.cors_allow_origins,
             allow_origin_regex=local_origins,
             allow_credentials="*" not in settings.cors_allow_origins,
-            allow_methods=["GET", "POST", "PATCH", "OPTIONS", "DELETE"],
+            allow_methods=["GET", "POST", "PATCH", "OPTIONS", "DELETE", "PUT"],
             allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
             expose_headers=["X-Request-ID", "Retry-After"],
             max_age=600,

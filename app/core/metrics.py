@@ -114,3 +114,10 @@ class Metrics:
             ["outcome"],
             registry=registry,
         )
+        self.admin_actions = Counter(
+            "phone_auth_admin_actions_total",
+            "Admin changes to accounts by action (disable, enable, revoke_sessions, delete, "
+            "set_roles) and where they came from (api, cli)",
+            ["action", "via"],
+            registry=registry,
+        )

@@ -1,12 +1,13 @@
-"""The audit trail of logins, refreshes, detected token reuse, logouts, deletions and
-number changes."""
+"""The audit trail of logins, refreshes, detected token reuse, logouts, deletions,
+number changes and admin actions."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
-from sqlalchemy import Index, Integer, String
+from sqlalchemy import JSON, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, UTCDateTime, utcnow
@@ -22,6 +23,10 @@ class AuthEventType(StrEnum):
     USER_DELETED = "user_deleted"
     PHONE_CHANGE_REQUESTED = "phone_change_requested"
     PHONE_CHANGED = "phone_changed"
+    USER_DISABLED = "user_disabled"
+    USER_ENABLED = "user_enabled"
+    SESSIONS_REVOKED = "sessions_revoked"
+    ROLES_CHANGED = "roles_changed"
 
 
 class AuthEvent(Base):
@@ -39,3 +44,7 @@ class AuthEvent(Base):
     new_phone_masked: Mapped[str | None] = mapped_column(String(32), default=None)
     client_ip: Mapped[str | None] = mapped_column(String(45), default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # The admin who acted (None: the user themselves, or an operator's command line).
+    actor_id: Mapped[int | None] = mapped_column(Integer, default=None)
+    # What an admin action changed (a reason, roles); never a number unmasked.
+    details: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)

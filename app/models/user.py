@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, Integer, String
+from sqlalchemy import JSON, Boolean, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, UTCDateTime, utcnow
@@ -30,3 +30,8 @@ class User(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    # Role names (`app.core.roles`), sorted; access tokens carry them as `roles`. Only a
+    # server default: the login's one statement inserts users without naming the column.
+    roles: Mapped[list[str]] = mapped_column(JSON, server_default="[]")
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    disabled_reason: Mapped[str | None] = mapped_column(String(255), default=None)

@@ -13,6 +13,7 @@ import respx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.main import create_app
+from tests.admin.conftest import set_roles
 from tests.conftest import ClientFactory, SettingsFactory
 from tests.helpers import (
     CODE,
@@ -35,6 +36,9 @@ from tests.twilio_fixtures import mock_approving
 INVALID_TEXT = "Enter a valid value."
 CHANGE_SEND = "/api/v1/users/me/phone/send-verification"
 CHANGE_VERIFY = "/api/v1/users/me/phone/verify"
+# Admin routes, run by the logged-in user made an admin, on their own account.
+ADMIN_DISABLE = "/api/v1/admin/users/{user_id}/disable"
+ADMIN_ROLES = "/api/v1/admin/users/{user_id}/roles"
 
 # Lone surrogates alone and inside otherwise valid text.
 UNENCODABLE = [
@@ -82,6 +86,8 @@ FIELDS = [
         "verification_code",
         id="change-verify-verification_code",
     ),
+    pytest.param("POST", ADMIN_DISABLE, {"reason": "fraud"}, "reason", id="admin-disable-reason"),
+    pytest.param("PUT", ADMIN_ROLES, {"roles": ["admin"]}, "roles", id="admin-roles-roles"),
 ]
 
 
@@ -119,6 +125,9 @@ async def test_unencodable_text_in_any_field_is_a_400_field_error(
         logged_in = await login(client, KG_PHONE)
         if path == REFRESH:
             body = {"refresh_token": logged_in["refresh_token"]}
+        if "{user_id}" in path:
+            await set_roles(db_engine, logged_in["user"]["id"], ["admin"])
+            path = path.format(user_id=logged_in["user"]["id"])
         before = await _state(db_engine, logged_in["user"]["id"])
         twilio_calls = len(twilio.calls)
 

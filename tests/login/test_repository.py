@@ -258,6 +258,8 @@ async def test_a_new_number_makes_the_user_and_its_session(
         "client_ip": CLIENT_IP,
         "created_at": now,
         "new_phone_masked": None,
+        "actor_id": None,
+        "details": None,
     }
     # The verification is used; the attempt the approved check took was not a failed one.
     [row] = await verifications(db_engine)

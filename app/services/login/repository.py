@@ -43,7 +43,8 @@ _V, _U, _S, _R, _E = (
     table_of(m) for m in (Verification, User, LoginSession, RefreshToken, AuthEvent)
 )
 USER_COLUMNS = ("id", "phone", "name", "full_name", "market", "is_active", "is_verified")
-_USER = [_U.c[name] for name in USER_COLUMNS]
+# A new user's roles are the column's default; the login reads them for the token.
+_USER = [_U.c[name] for name in (*USER_COLUMNS, "roles")]
 
 # The approved check's row marked used; the attempt it took was not a failed one.
 # A row locked meanwhile (a concurrent wrong code took the last attempt) is taken

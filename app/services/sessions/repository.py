@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Connection, Update, delete, insert, select, update
+from sqlalchemy import Connection, Update, delete, func, insert, select, update
 
 from app.core.database import UnitOfWork
 from app.models.auth_event import AuthEvent, AuthEventType
 from app.models.base import table_of, utcnow
 from app.models.login_session import LoginSession, RefreshToken
 
-_S, _E = table_of(LoginSession), table_of(AuthEvent)
+_S, _R, _E = table_of(LoginSession), table_of(RefreshToken), table_of(AuthEvent)
 _INSERT_EVENT = insert(_E)
 
 
@@ -118,6 +118,32 @@ class SessionRepository:
     async def flush(self) -> None:
         """Send what the request added so far."""
         await self._uow.session.flush()
+
+    async def revoke_all(self, user_id: int, reason: str) -> int:
+        """Revoke every session of the user that is not revoked yet; how many were."""
+        result = await self._uow.session.execute(
+            update(_S)
+            .where(_S.c.user_id == user_id, _S.c.revoked_at.is_(None))
+            .values(revoked_at=utcnow(), revoked_reason=reason)
+            .returning(_S.c.id)
+        )
+        return len(result.all())
+
+    async def active_counts(self, user_ids: list[int], now: datetime) -> dict[int, int]:
+        """Per user, the sessions not revoked whose latest refresh token is unexpired."""
+        if not user_ids:
+            return {}
+        renewable = (
+            select(_R.c.id)
+            .where(_R.c.session_id == _S.c.id, _R.c.rotated_at.is_(None), _R.c.expires_at > now)
+            .exists()
+        )
+        result = await self._uow.session.execute(
+            select(_S.c.user_id, func.count())
+            .where(_S.c.user_id.in_(user_ids), _S.c.revoked_at.is_(None), renewable)
+            .group_by(_S.c.user_id)
+        )
+        return {int(user_id): int(count) for user_id, count in result.all()}
 
 
 def _revoke(session_id: str, reason: str) -> Update:

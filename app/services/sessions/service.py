@@ -119,6 +119,7 @@ class SessionService:
             session_id=session.id,
             phone=user.phone,
             market=user.market,
+            roles=user.roles,
             auth_time=session.auth_time,
         )
         return TokenPair(
@@ -260,6 +261,7 @@ class SessionService:
             session_id=login_session.id,
             phone=user.phone,
             market=user.market,
+            roles=user.roles,
             issued_at=child.created_at,
             jti=child.token_hash[:32],
             # A refresh keeps the time of the login that opened the session.
@@ -288,6 +290,15 @@ class SessionService:
         repository.add_event(_event(AuthEventType.LOGOUT, user, session_id, client_ip))
         await repository.flush()
         return revoked
+
+    async def revoke_all(self, uow: UnitOfWork, user_id: int, reason: str) -> int:
+        """Revoke every session of the user at once (their access tokens answer 401 from
+        then on); return how many were active."""
+        return await SessionRepository(uow).revoke_all(user_id, reason)
+
+    async def active_counts(self, uow: UnitOfWork, user_ids: list[int]) -> dict[int, int]:
+        """How many sessions each user has that are not revoked and can still be renewed."""
+        return await SessionRepository(uow).active_counts(user_ids, utcnow())
 
 
 def _event(

@@ -62,6 +62,7 @@ class TokenService:
         session_id: str,
         phone: str,
         market: str,
+        roles: list[str] | None = None,
         issued_at: datetime | None = None,
         jti: str | None = None,
         auth_time: datetime | None = None,
@@ -77,6 +78,8 @@ class TokenService:
             "sid": session_id,
             "phone": phone,
             "market": market,
+            # For the marketplace's other services, which authorise with the JWKS alone.
+            "roles": list(roles or []),
             "iat": int(issued.timestamp()),
             "exp": int((issued + timedelta(seconds=self._lifetime)).timestamp()),
             "iss": self._issuer,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 
 from app.core.database import UnitOfWork
 from app.core.metrics import Metrics
@@ -85,6 +86,7 @@ class UserService:
             AuthEvent(
                 event=AuthEventType.USER_DELETED.value,
                 user_id=user_id,
+                actor_id=actor_id,
                 phone_masked=phone_masked,
                 created_at=utcnow(),
             )
@@ -100,3 +102,35 @@ class UserService:
             phone_masked,
         )
         return DeletedUser(id=user_id, phone_masked=phone_masked)
+
+    async def get_for_update(self, uow: UnitOfWork, user_id: int) -> User | None:
+        """The user with `user_id`, locked against concurrent changes until the request
+        ends; a concurrent login waits for the change made under this lock."""
+        return await UserRepository(uow).get_for_update(user_id)
+
+    async def by_phone(self, uow: UnitOfWork, phone: str) -> User | None:
+        """The user with the E.164 number `phone`, if any."""
+        return await UserRepository(uow).by_phone(phone)
+
+    async def page(self, uow: UnitOfWork, before_id: int | None, limit: int) -> list[User]:
+        """Up to `limit` users, newest first, older than the user `before_id` when given."""
+        return await UserRepository(uow).page(before_id, limit)
+
+    async def set_active(
+        self, uow: UnitOfWork, user: User, *, active: bool, reason: str | None, now: datetime
+    ) -> None:
+        """Disable the user (with why and when) or enable them again, written at once."""
+        if active:
+            user.is_active, user.disabled_at, user.disabled_reason = True, None, None
+        elif user.is_active:
+            user.is_active, user.disabled_at, user.disabled_reason = False, now, reason
+        else:
+            user.disabled_reason = reason
+        user.updated_at = now
+        await UserRepository(uow).flush()
+
+    async def set_roles(self, uow: UnitOfWork, user: User, roles: list[str], now: datetime) -> None:
+        """Replace the user's roles (already normalised) and write them."""
+        user.roles = list(roles)
+        user.updated_at = now
+        await UserRepository(uow).flush()
