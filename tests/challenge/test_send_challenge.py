@@ -435,3 +435,27 @@ async def test_the_outgoing_send_is_unchanged_by_a_passed_challenge(
         "Locale": "ru",
         "DeviceIp": "127.0.0.1",
     }
+
+
+@pytest.mark.parametrize(
+    ("token", "message"),
+    [
+        pytest.param(12345, "Not a valid string.", id="number"),
+        pytest.param(["a"], "Not a valid string.", id="list"),
+        pytest.param(
+            "x" * 8193, "Ensure this field has no more than 8192 characters.", id="too-long"
+        ),
+    ],
+)
+async def test_a_token_that_is_not_a_token_is_refused_on_its_field(
+    client_for: ClientFactory, twilio: respx.MockRouter, token: object, message: str
+) -> None:
+    start = mock_start(twilio)
+    siteverify = twilio.post(TURNSTILE_URL).mock(return_value=passed())
+
+    async with client_for(**ALWAYS) as client:
+        response = await client.post(SEND, json={"phone": KG_PHONE, "captcha_token": token})
+
+    assert (response.status_code, response.json()) == (400, {"captcha_token": [message]})
+    assert not start.called
+    assert not siteverify.called
