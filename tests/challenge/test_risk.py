@@ -221,3 +221,35 @@ async def test_a_failed_challenge_is_answered_before_any_limit(
         response = await client.post(SEND, json={"phone": new_phone(), "captcha_token": TOKEN})
 
     assert (response.status_code, response.json()) == (400, FAILED)
+
+
+@pytest.mark.redis
+async def test_replicas_share_a_clients_free_sends_and_the_budget_through_redis(
+    client_for: ClientFactory, twilio: respx.MockRouter, redis_url: str, key_prefix: str
+) -> None:
+    start = mock_start(twilio)
+    twilio.post(TURNSTILE_URL).mock(return_value=passed())
+    shared: dict[str, Any] = {
+        **RISK,
+        **AS_PROXY,
+        "rate_limit_storage_url": redis_url,
+        "rate_limit_key_prefix": key_prefix,
+        "captcha_free_sends_per_ip": "2/hour",
+        "markets": kg_budget("5/hour"),
+    }
+
+    async with client_for(**shared) as one, client_for(**shared) as two:
+        free = [
+            await one.post(SEND, json={"phone": new_phone()}, **from_ip("203.0.113.7")),
+            await two.post(SEND, json={"phone": new_phone()}, **from_ip("203.0.113.7")),
+        ]
+        used_up = await one.post(SEND, json={"phone": new_phone()}, **from_ip("203.0.113.7"))
+        # Two of five sent; a third from another client takes the budget past half.
+        third = await two.post(SEND, json={"phone": new_phone()}, **from_ip("198.51.100.1"))
+        over_half = await one.post(SEND, json={"phone": new_phone()}, **from_ip("198.51.100.2"))
+
+    assert [answer.status_code for answer in free] == [200, 200]
+    assert (used_up.status_code, used_up.json()) == (400, REQUIRED)
+    assert third.status_code == 200, third.text
+    assert (over_half.status_code, over_half.json()) == (400, REQUIRED)
+    assert start.call_count == 3
