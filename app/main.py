@@ -32,6 +32,7 @@ from app.core.request_limits import RequestLimitsMiddleware
 from app.core.settings_loader import load_settings
 from app.routers import admin, login, ops, sessions, users
 from app.services.admin.service import AdminService
+from app.services.challenge.service import ChallengeService
 from app.services.limits.service import LoginLimits
 from app.services.limits.steps import Clock
 from app.services.limits.windows import RateLimiter
@@ -141,18 +142,25 @@ async def _process_state(
     state.user_service = user_service
     state.session_service = session_service
     state.login_service = LoginService(
-        settings, VerificationService(settings, providers, metrics), limits, session_service
+        settings,
+        VerificationService(settings, providers, metrics),
+        limits,
+        session_service,
+        ChallengeService(settings, limits, metrics, http_client),
     )
     state.phone_change_service = PhoneChangeService(state.login_service, session_service, metrics)
     state.admin_service = AdminService(user_service, session_service, metrics)
     state.readiness = ReadinessChecker(database, limits, provider_configured=primary is not None)
     logger.info(
-        "Starting: environment=%s provider=%s%s database=%s rate_limits=%s",
+        "Starting: environment=%s provider=%s%s database=%s rate_limits=%s challenge=%s",
         settings.environment.value,
         settings.verify_provider,
         "" if primary is not None else " (NOT CONFIGURED: verification answers 503)",
         make_url(settings.database_url).render_as_string(hide_password=True),
         "redis" if limits.shared else "in-process",
+        settings.captcha_provider.value
+        if settings.captcha_provider.value == "none"
+        else f"{settings.captcha_provider.value} ({settings.captcha_mode})",
     )
     try:
         yield
@@ -202,6 +210,7 @@ def create_app(settings: Settings | None = None, clocks: Clocks | None = None) -
     app.state.settings = settings
     install_error_handlers(app)
     app.include_router(login.router)
+    app.include_router(login.settings_router)
     app.include_router(sessions.router)
     app.include_router(users.router)
     app.include_router(sessions.keys_router)

@@ -12,6 +12,7 @@ from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal, Self
+from urllib.parse import urlsplit
 
 from limits import parse_many
 from pydantic import (
@@ -88,6 +89,23 @@ class Channel(StrEnum):
     SMS = "sms"
     WHATSAPP = "whatsapp"
     CALL = "call"
+
+
+class CaptchaProvider(StrEnum):
+    """Which bot challenge a send may need; `none` turns the challenge off."""
+
+    NONE = "none"
+    TURNSTILE = "turnstile"
+    HCAPTCHA = "hcaptcha"
+    RECAPTCHA = "recaptcha"
+
+
+# Each provider's own siteverify endpoint (CAPTCHA_VERIFY_URL overrides it).
+CAPTCHA_VERIFY_URLS: dict[CaptchaProvider, str] = {
+    CaptchaProvider.TURNSTILE: "https://challenges.cloudflare.com/turnstile/v0/siteverify",
+    CaptchaProvider.HCAPTCHA: "https://api.hcaptcha.com/siteverify",
+    CaptchaProvider.RECAPTCHA: "https://www.google.com/recaptcha/api/siteverify",
+}
 
 
 class MarketSettings(BaseModel):
@@ -212,6 +230,16 @@ class Settings(BaseSettings):
     # this recent (seconds since the code check that opened the session).
     recent_login_seconds: int = Field(default=300, ge=30, le=86400)
 
+    # Bot challenge (CAPTCHA) on send-verification.
+    captcha_provider: CaptchaProvider = CaptchaProvider.NONE
+    captcha_secret_key: SecretStr | None = None
+    captcha_site_key: str | None = None
+    captcha_verify_url: str | None = None
+    captcha_mode: Literal["always", "risk"] = "risk"
+    captcha_free_sends_per_ip: str = "3/hour"
+    captcha_expected_hostnames: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    captcha_fail_open: bool = False
+
     @field_validator("markets", mode="before")
     @classmethod
     def _markets_from_json(cls, value: object) -> object:
@@ -234,7 +262,9 @@ class Settings(BaseSettings):
     def _limits_parse(cls, value: str) -> str:
         return _check_limits(value)
 
-    @field_validator("trusted_proxies", "cors_allow_origins", mode="before")
+    @field_validator(
+        "trusted_proxies", "cors_allow_origins", "captcha_expected_hostnames", mode="before"
+    )
     @classmethod
     def _split_csv(cls, value: object) -> object:
         if isinstance(value, str):
@@ -318,6 +348,45 @@ class Settings(BaseSettings):
         if len(set(regions)) != len(regions):
             raise ValueError("two markets share one region")
         return markets
+
+    @field_validator("captcha_free_sends_per_ip")
+    @classmethod
+    def _valid_free_sends(cls, value: str) -> str:
+        try:
+            items = parse_many(value)
+        except ValueError as exc:
+            raise ValueError(
+                "CAPTCHA_FREE_SENDS_PER_IP must be limits such as 3/hour or 2/minute;5/day"
+            ) from exc
+        if not items:
+            raise ValueError("CAPTCHA_FREE_SENDS_PER_IP must name at least one limit")
+        return value
+
+    @field_validator("captcha_expected_hostnames")
+    @classmethod
+    def _lower_hostnames(cls, value: list[str]) -> list[str]:
+        return [name.lower().rstrip(".") for name in value]
+
+    @field_validator("captcha_verify_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        url = urlsplit(value)
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise ValueError("CAPTCHA_VERIFY_URL must be an http:// or https:// URL")
+        return value
+
+    @model_validator(mode="after")
+    def _check_captcha(self) -> Self:
+        if self.captcha_provider is CaptchaProvider.NONE:
+            return self
+        name = self.captcha_provider.value
+        if self.captcha_secret_key is None or not self.captcha_secret_key.get_secret_value():
+            raise ValueError(f"CAPTCHA_PROVIDER={name} needs CAPTCHA_SECRET_KEY")
+        if not self.captcha_site_key:
+            raise ValueError(f"CAPTCHA_PROVIDER={name} needs CAPTCHA_SITE_KEY")
+        return self
 
     @model_validator(mode="after")
     def _check_key_material(self) -> Self:
@@ -411,6 +480,14 @@ class Settings(BaseSettings):
     def market_by_region(self) -> dict[str, tuple[str, MarketSettings]]:
         """Markets keyed by the region of their numbers."""
         return {m.region.upper(): (name, m) for name, m in self.markets.items()}
+
+    @property
+    def captcha_siteverify_url(self) -> str | None:
+        """Where challenge tokens are checked: CAPTCHA_VERIFY_URL, else the provider's own
+        siteverify; None without a provider."""
+        if self.captcha_provider is CaptchaProvider.NONE:
+            return None
+        return self.captcha_verify_url or CAPTCHA_VERIFY_URLS[self.captcha_provider]
 
     @property
     def is_production(self) -> bool:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import phonenumbers
+
 from app.core.config import MarketSettings, Settings
 from app.core.errors import FieldErrors
 from app.core.phone import MSG_NO_SMS, MSG_UNSUPPORTED_COUNTRY, Phone
@@ -16,6 +18,11 @@ class Market:
     name: str
     settings: MarketSettings
 
+    @property
+    def calling_code(self) -> str:
+        """The country calling code of its numbers, e.g. `+996`."""
+        return f"+{phonenumbers.country_code_for_region(self.settings.region.upper())}"
+
 
 class Markets:
     """The configured markets, keyed by the region of their numbers."""
@@ -25,6 +32,10 @@ class Markets:
             region: Market(name=name, settings=market)
             for region, (name, market) in settings.market_by_region.items()
         }
+
+    def all(self) -> tuple[Market, ...]:
+        """Every configured market, in the order of MARKETS."""
+        return tuple(self._by_region.values())
 
     def of(self, phone: Phone) -> Market:
         """The market of `phone`; a 400 when none is configured for its region, or when

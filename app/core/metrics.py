@@ -121,3 +121,16 @@ class Metrics:
             ["action", "via"],
             registry=registry,
         )
+        self.challenges = Counter(
+            "phone_auth_challenges_total",
+            "Sends that needed a bot challenge (outcome required) and what became of their "
+            "tokens (passed, failed, errored: no verdict), by why the challenge was needed",
+            ["outcome", "reason"],
+            registry=registry,
+        )
+        self.challenge_fail_open = Counter(
+            "phone_auth_challenge_fail_open_total",
+            "Sends let through without a verdict because the challenge provider failed "
+            "and CAPTCHA_FAIL_OPEN is on",
+            registry=registry,
+        )

@@ -52,6 +52,8 @@ class Phone:
     national_number: str
     can_receive_sms: bool = True
     masked: str = ""
+    # libphonenumber's `PhoneNumberType` of the number (MOBILE, FIXED_LINE_OR_MOBILE, VOIP…).
+    number_type: int = PhoneNumberType.MOBILE
 
     def __post_init__(self) -> None:
         if not self.masked:
@@ -113,6 +115,7 @@ def _parse_valid(text: str) -> Phone:
         national_number=phonenumbers.national_significant_number(number),
         can_receive_sms=kind not in _NO_SMS_TYPES,
         masked=mask_phone(e164),
+        number_type=kind,
     )
 
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request, Response
 
 from app.core.errors import MSG_SERVICE_UNAVAILABLE
 from app.dependencies.client_ip import ClientIP
@@ -19,12 +20,21 @@ from app.schemas.errors import (
     error_response,
 )
 from app.schemas.login import (
+    AuthSettingsResponse,
+    CaptchaOut,
+    MarketOut,
     SendVerificationRequest,
     SendVerificationResponse,
     VerifyCodeRequest,
     VerifyCodeResponse,
 )
 from app.schemas.sessions import token_fields
+from app.services.challenge.exceptions import (
+    MSG_CHALLENGE_FAILED,
+    MSG_CHALLENGE_REQUIRED,
+    MSG_CHALLENGE_UNAVAILABLE,
+)
+from app.services.login.service import PublicSettings
 from app.services.users.exceptions import MSG_USER_INACTIVE
 from app.services.verification.exceptions import (
     MSG_BLOCKED,
@@ -34,6 +44,8 @@ from app.services.verification.exceptions import (
 )
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"], route_class=UnitOfWorkRoute)
+# Routes that touch no database.
+settings_router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 
 
 def _bearer_from(field: str) -> dict[str, str]:
@@ -82,7 +94,11 @@ SEND_ERRORS: dict[int | str, dict[str, Any]] = {
     400: error_response(
         SendBadRequestBody,
         "Invalid phone number, unsupported country, or a number that cannot take SMS "
-        "(a field map), or a body that is not a JSON object",
+        "(a field map), or a body that is not a JSON object; a "
+        f'send that needs a challenge and has no token (`{{"captcha_token": '
+        f'["{MSG_CHALLENGE_REQUIRED}"]}}`) or one that was not passed (`{{"captcha_token": '
+        f'["{MSG_CHALLENGE_FAILED}"]}}`); an `app_hash` that is malformed or not with the '
+        "`sms` channel",
         {"phone": ["Phone number must start with country code (e.g., +996 or +1)"]},
     ),
     403: error_response(
@@ -109,7 +125,8 @@ SEND_ERRORS: dict[int | str, dict[str, Any]] = {
     ),
     503: error_response(
         SendErrorBody,
-        "SMS verification is not available",
+        "SMS verification is not available, or the challenge provider gave no verdict "
+        f'(`"{MSG_CHALLENGE_UNAVAILABLE}"`)',
         {"success": False, "detail": MSG_SERVICE_UNAVAILABLE},
     ),
 }
@@ -143,7 +160,10 @@ VERIFY_ERRORS: dict[int | str, dict[str, Any]] = {
     name="send_verification",
     summary="Send a login code",
     description="Sends a one-time code to the phone number. The number must be in a "
-    "configured market; the code is valid for `expires_in_minutes`.",
+    "configured market; the code is valid for `expires_in_minutes`. A send may need a "
+    "passed bot challenge (see `GET /api/v1/auth/settings`): without `captcha_token` it "
+    'then answers 400 `{"captcha_token": [...]}`; render the challenge and send again '
+    "with its token. `app_hash` lets an Android app read the code from the SMS.",
     response_model=SendVerificationResponse,
     responses={**SEND_LINKS, **SEND_ERRORS},
 )
@@ -154,7 +174,14 @@ async def send_verification(
     client_ip: ClientIP,
 ) -> SendVerificationResponse:
     """Send a login code to a phone number."""
-    sent = await login.send_code(uow, payload.phone, payload.channel, client_ip)
+    sent = await login.send_code(
+        uow,
+        payload.phone,
+        payload.channel,
+        client_ip,
+        captcha_token=payload.captcha_token,
+        app_hash=payload.app_hash,
+    )
     return SendVerificationResponse(
         message=f"Verification code sent to {sent.phone.e164}",
         phone=sent.phone.e164,
@@ -184,3 +211,74 @@ async def verify_code(
         market=result.market.name,
         is_new_user=result.is_new_user,
     )
+
+
+SETTINGS_CACHE_CONTROL = "public, max-age=300"
+_SETTINGS_HEADERS = {
+    "Cache-Control": {"description": SETTINGS_CACHE_CONTROL, "schema": {"type": "string"}},
+    "ETag": {"description": "The body's version, for If-None-Match", "schema": {"type": "string"}},
+}
+
+
+@settings_router.get(
+    "/settings",
+    name="auth_settings",
+    summary="Settings for frontends",
+    description="Public configuration a frontend renders a login with: the markets "
+    "(calling code, language, channels, code lifetime), the code length, the bot "
+    "challenge (provider, public site key, whether sends may need it) and whether "
+    "one-tap code entry is supported. Cacheable for 5 minutes; send the `ETag` back "
+    "in `If-None-Match` to get 304 while it is unchanged. Never contains a secret.",
+    response_model=AuthSettingsResponse,
+    responses={
+        200: {"headers": _SETTINGS_HEADERS},
+        304: {
+            "description": "Unchanged since the `ETag` in If-None-Match",
+            "headers": _SETTINGS_HEADERS,
+        },
+    },
+)
+async def auth_settings(request: Request, login: LoginServiceDep) -> Response:
+    """The public settings, or 304 when the client holds them already."""
+    content = _settings_body(login.public_settings).model_dump_json().encode()
+    etag = f'"{hashlib.sha256(content).hexdigest()[:32]}"'
+    headers = {"Cache-Control": SETTINGS_CACHE_CONTROL, "ETag": etag}
+    if _etag_matches(request.headers.get("if-none-match"), etag):
+        return Response(status_code=304, headers=headers)
+    return Response(content, media_type="application/json", headers=headers)
+
+
+def _settings_body(settings: PublicSettings) -> AuthSettingsResponse:
+    challenge = settings.challenge
+    return AuthSettingsResponse(
+        markets=[
+            MarketOut(
+                name=market.name,
+                country_code=market.calling_code,
+                region=market.settings.region.upper(),
+                language=market.settings.language,
+                channels=market.settings.channels,
+                code_ttl_minutes=market.settings.code_ttl_minutes,
+            )
+            for market in settings.markets
+        ],
+        code_length=settings.code_length,
+        captcha=CaptchaOut(
+            provider=challenge.provider,
+            site_key=challenge.site_key,
+            mode=challenge.mode,
+            may_be_required=challenge.may_be_required,
+        ),
+        one_tap_supported=settings.one_tap,
+    )
+
+
+def _etag_matches(if_none_match: str | None, etag: str) -> bool:
+    """Whether If-None-Match names `etag` (weakly compared, as RFC 9110 asks) or is `*`."""
+    if not if_none_match:
+        return False
+    for candidate in if_none_match.split(","):
+        tag = candidate.strip()
+        if tag == "*" or tag.removeprefix("W/") == etag:
+            return True
+    return False

@@ -3,6 +3,7 @@ and the input types of phone numbers, text and channels."""
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
 from pydantic import (
@@ -105,3 +106,64 @@ def _channel(value: Any) -> Channel:
 
 
 ChannelInput = Annotated[Channel, BeforeValidator(_channel)]
+
+
+CAPTCHA_TOKEN_MAX_LENGTH = 8192
+MSG_INVALID_APP_HASH = "Enter a valid app hash: 11 characters of A-Z, a-z, 0-9, + and /."
+_APP_HASH = re.compile(r"[A-Za-z0-9+/]{11}")
+
+
+def _captcha_token(value: Any) -> str | None:
+    """A challenge token; blank counts as none."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise PydanticCustomError("string_type", "Not a valid string.")
+    token = value.strip()
+    if len(token) > CAPTCHA_TOKEN_MAX_LENGTH:
+        raise PydanticCustomError(
+            "token_too_long",
+            f"Ensure this field has no more than {CAPTCHA_TOKEN_MAX_LENGTH} characters.",
+        )
+    return token or None
+
+
+CaptchaTokenInput = Annotated[
+    str | None,
+    PlainValidator(_captcha_token),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "maxLength": CAPTCHA_TOKEN_MAX_LENGTH,
+            "description": "The token of a passed challenge (Turnstile, hCaptcha or "
+            "reCAPTCHA, as GET /api/v1/auth/settings names it). Needed only when a send "
+            'answered 400 `{"captcha_token": [...]}`.',
+        }
+    ),
+]
+
+
+def _app_hash(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise PydanticCustomError("string_type", "Not a valid string.")
+    if not _APP_HASH.fullmatch(value):
+        raise PydanticCustomError("app_hash", MSG_INVALID_APP_HASH)
+    return value
+
+
+AppHashInput = Annotated[
+    str | None,
+    PlainValidator(_app_hash),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": "^[A-Za-z0-9+/]{11}$",
+            "description": "The Android app's 11-character signature hash for the SMS "
+            "Retriever: appended to the SMS so that the app reads the code itself. Only "
+            "with the `sms` channel.",
+            "examples": ["FA+9qCX9VSu"],
+        }
+    ),
+]

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from app.core.config import Channel
-from app.schemas.common import ChannelInput, CodeInput, PhoneInput, RequestBody
+from app.core.config import CaptchaProvider, Channel
+from app.schemas.common import (
+    AppHashInput,
+    CaptchaTokenInput,
+    ChannelInput,
+    CodeInput,
+    PhoneInput,
+    RequestBody,
+)
 from app.schemas.sessions import TokenPairOut
 from app.schemas.users import UserOut
 
@@ -23,6 +30,8 @@ class SendVerificationRequest(RequestBody):
         description="How to deliver the code; each market allows its own channels "
         "(by default KG: sms, whatsapp; US: sms, call).",
     )
+    captcha_token: CaptchaTokenInput = None
+    app_hash: AppHashInput = None
 
 
 class SendVerificationResponse(BaseModel):
@@ -67,3 +76,40 @@ class VerifyCodeResponse(TokenPairOut):
     user: UserOut
     market: str = Field(examples=["KG"])
     is_new_user: bool = Field(description="True only for the login that created the user")
+
+
+class MarketOut(BaseModel):
+    """A market: the numbers it takes and how codes reach them."""
+
+    name: str = Field(examples=["KG"])
+    country_code: str = Field(description="Country calling code", examples=["+996"])
+    region: str = Field(description="ISO 3166 region of its numbers", examples=["KG"])
+    language: str = Field(description="Language of its codes' messages", examples=["ru"])
+    channels: list[Channel] = Field(examples=[["sms", "whatsapp"]])
+    code_ttl_minutes: int = Field(description="How long a code lives", examples=[10])
+
+
+class CaptchaOut(BaseModel):
+    """The bot challenge a send may need, and the public site key to render it."""
+
+    provider: CaptchaProvider = Field(description="`none`: sends never need a challenge")
+    site_key: str | None = Field(
+        description="The provider's public site key for the widget; null without one"
+    )
+    mode: Literal["always", "risk"] | None = Field(
+        description="`always`: every send needs a challenge; `risk`: only risky ones "
+        "(a send answers 400 on `captcha_token` when it needs one)"
+    )
+    may_be_required: bool = Field(description="Whether a send may need a challenge at all")
+
+
+class AuthSettingsResponse(BaseModel):
+    """Public configuration for frontends: cacheable, and never a secret."""
+
+    markets: list[MarketOut]
+    code_length: int = Field(description="Digits in a code", examples=[6])
+    captcha: CaptchaOut
+    one_tap_supported: bool = Field(
+        description="Whether send-verification takes an Android `app_hash` (sms channel) "
+        "so that the app reads the code from the SMS by itself"
+    )

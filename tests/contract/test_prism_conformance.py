@@ -12,6 +12,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from urllib.parse import parse_qs
 
 import httpx
 import pytest
@@ -123,6 +124,17 @@ async def test_every_start_the_service_makes_is_valid(
         await adapter.start(start_request(channel=channel, locale=locale, device_ip=device_ip))
 
     assert exchanges.statuses == [201]
+
+
+async def test_a_start_with_an_app_hash_sends_it_as_apphash(prism: Prism) -> None:
+    """One-tap entry: the Android app's hash goes to Twilio as `AppHash`, which the spec
+    defines for a start."""
+    async with adapter_for(prism) as (adapter, exchanges):
+        await adapter.start(start_request(app_hash="FA+9qCX9VSu"))
+
+    assert exchanges.statuses == [201]
+    (request,) = exchanges.requests
+    assert parse_qs(request.content.decode())["AppHash"] == ["FA+9qCX9VSu"]
 
 
 async def test_check_passes_prism_validation_and_is_approved(prism: Prism) -> None:

@@ -140,6 +140,18 @@ export function onUnauthorized(answer: Unauthorized): string {
   return answer.detail;
 }
 
+type AuthSettings = Json<operations["auth_settings"]["responses"][200]>;
+
+// The frontend flow: render the challenge the settings name, send again with its token.
+export const sendWithToken: SendBody = {
+  phone: "+996555123456", captcha_token: "0.token", app_hash: "FA+9qCX9VSu",
+};
+export function challengeToRender(settings: AuthSettings): [string, string | null, boolean] {
+  const markets = settings.markets.map((m) => `${m.name}${m.country_code}${m.channels.join()}`);
+  return [settings.captcha.provider + markets.join() + settings.code_length,
+    settings.captcha.site_key, settings.captcha.may_be_required && settings.one_tap_supported];
+}
+
 export const refresh: RefreshBody = { refresh_token: "opaque" };
 export function onRefreshed(answer: Refreshed): User {
   return answer.user;
@@ -150,6 +162,8 @@ export function onRefreshed(answer: Refreshed): User {
 export const noPhone: SendBody = {};
 // @ts-expect-error the user id is a string, not a number
 export const numericId: User["id"] = 1;
+// @ts-expect-error the challenge providers are named, not any string
+export const unknownProvider: AuthSettings["captcha"]["provider"] = "funcaptcha";
 // @ts-expect-error verify-code needs the code
 export const noCode: VerifyBody = { phone: "+996555123456" };
 """

@@ -51,6 +51,8 @@ UNENCODABLE = [
 FIELDS = [
     pytest.param("POST", SEND, {"phone": KG_PHONE}, "phone", id="send-phone"),
     pytest.param("POST", SEND, {"phone": KG_PHONE}, "channel", id="send-channel"),
+    pytest.param("POST", SEND, {"phone": KG_PHONE}, "captcha_token", id="send-captcha_token"),
+    pytest.param("POST", SEND, {"phone": KG_PHONE}, "app_hash", id="send-app_hash"),
     pytest.param(
         "POST", VERIFY, {"phone": KG_PHONE, "verification_code": CODE}, "phone", id="verify-phone"
     ),

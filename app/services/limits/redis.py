@@ -114,11 +114,34 @@ class RedisWindows:
         """When each full window frees a slot (epoch seconds); empty when none is full."""
         return [reset for reset, full in await self._windows_of(items, identifiers) if full]
 
+    async def counts(
+        self, items: Sequence[RateLimitItem], identifiers: tuple[str, ...]
+    ) -> list[int]:
+        """How many hits each window holds now."""
+        return [count for _, count in await self._hits_of(items, identifiers)]
+
     async def _windows_of(
         self, items: Sequence[RateLimitItem], identifiers: tuple[str, ...]
     ) -> list[tuple[float, bool]]:
         now = self._clock()
-        args: list[float | int] = [now]
+        return [
+            (
+                (oldest if oldest is not None else now) + item.get_expiry(),
+                count >= item.amount,
+            )
+            for item, (oldest, count) in zip(
+                items, await self._hits_of(items, identifiers, now), strict=True
+            )
+        ]
+
+    async def _hits_of(
+        self,
+        items: Sequence[RateLimitItem],
+        identifiers: tuple[str, ...],
+        now: float | None = None,
+    ) -> list[tuple[float | None, int]]:
+        """Each window's oldest hit still inside it (None when empty) and its count."""
+        args: list[float | int] = [self._clock() if now is None else now]
         for item in items:
             args += [item.amount, item.get_expiry()]
         keys = [self._key(item, identifiers) for item in items]
@@ -126,10 +149,4 @@ class RedisWindows:
             windows = await self._windows(keys=keys, args=args)
         except RedisError as exc:
             raise StorageError(exc) from exc
-        return [
-            (
-                (float(oldest) if oldest else now) + item.get_expiry(),
-                int(count) >= item.amount,
-            )
-            for item, (oldest, count) in zip(items, windows, strict=True)
-        ]
+        return [(float(oldest) if oldest else None, int(count)) for oldest, count in windows]

@@ -46,6 +46,7 @@ class Limit(StrEnum):
     VERIFY_PER_PHONE = "verify_per_phone"
     VERIFY_PER_IP = "verify_per_ip"
     SMS_BUDGET = "sms_budget"
+    CAPTCHA_FREE_SENDS = "captcha_free_sends"
 
 
 class LoginLimits:
@@ -63,6 +64,7 @@ class LoginLimits:
         self._budgets = {
             name: parse_limits(market.sms_budget) for name, market in settings.markets.items()
         }
+        self._free_sends = parse_limits(settings.captcha_free_sends_per_ip)
 
     @property
     def shared(self) -> bool:
@@ -94,6 +96,26 @@ class LoginLimits:
             )
             steps += _steps(Limit.SEND_PER_PHONE, self._send_per_phone, number, take=True)
         await self._decide(steps, phone, market)
+
+    async def take_free_send(self, client_ip: str | None) -> bool:
+        """Take one of the client's sends without a challenge (`CAPTCHA_FREE_SENDS_PER_IP`):
+        False, taking nothing, when they are used up.
+
+        Counted whether or not the other limits are enabled: it decides when a send
+        needs a challenge, it refuses nothing by itself."""
+        key = (Limit.CAPTCHA_FREE_SENDS, limit_key(client_ip))
+        steps = [Step(item, key, False) for item in self._free_sends]
+        steps += [Step(item, key, True) for item in self._free_sends]
+        return await self._limiter.run_in_order(steps) is None
+
+    async def sms_budget_used(self, market: Market) -> float:
+        """The share of the market's SMS budget used in its windows, 0 to 1 (the fullest
+        window's); 0 without a budget."""
+        items = self._budgets.get(market.name, [])
+        if not items:
+            return 0.0
+        counts = await self._limiter.counts(items, Limit.SMS_BUDGET, market.name)
+        return max(count / item.amount for item, count in zip(items, counts, strict=True))
 
     async def take_verify(self, phone: Phone, market: Market, client_ip: str | None) -> None:
         """Count a check against the client's window, or raise the limit that refuses it.

@@ -253,6 +253,20 @@ class RateLimiter:
                 resets.append(stats.reset_time)
         return [self._seconds_until(reset) for reset in resets]
 
+    async def counts(self, items: Sequence[RateLimitItem], *key: str) -> list[int]:
+        """How many hits each of `items` holds for `key` now, taking nothing. With Redis,
+        one round trip."""
+        if self._redis is not None:
+            try:
+                return await self._on_redis(lambda redis: redis.counts(items, key))
+            except _Unreachable:
+                pass
+        counts = []
+        for item in items:
+            stats = await self._fallback.get_window_stats(item, *key)
+            counts.append(item.amount - stats.remaining)
+        return counts
+
     async def ping(self) -> bool:
         """Whether the configured storage answers a health ping now; the limits fall
         back to the process's memory while it does not, and return when it does."""

@@ -14,6 +14,7 @@ from app.core.markets import Market, Markets
 from app.core.phone import Phone
 from app.core.request_context import set_log_phone
 from app.models.base import utcnow
+from app.services.challenge.service import ChallengeInfo, ChallengeService
 from app.services.limits.service import LoginLimits
 from app.services.login.exceptions import LoginNotStored
 from app.services.login.repository import LoginRepository, LoginValues
@@ -47,6 +48,16 @@ class LoginResult:
     is_new_user: bool
 
 
+@dataclass(frozen=True, slots=True)
+class PublicSettings:
+    """What a frontend needs to know before a login, and nothing secret."""
+
+    markets: tuple[Market, ...]
+    code_length: int
+    challenge: ChallengeInfo
+    one_tap: bool
+
+
 class LoginService:
     """Sends login codes and exchanges a correct code for a session; one per process."""
 
@@ -56,11 +67,21 @@ class LoginService:
         verification: VerificationService,
         limits: LoginLimits,
         sessions: SessionService,
+        challenge: ChallengeService,
     ) -> None:
         self._markets = Markets(settings)
         self._verification = verification
         self._limits = limits
         self._sessions = sessions
+        self._challenge = challenge
+        markets = self._markets.all()
+        self.public_settings = PublicSettings(
+            markets=markets,
+            code_length=settings.verification_code_length,
+            challenge=challenge.info,
+            # Android's SMS Retriever reads the code from an SMS carrying the app's hash.
+            one_tap=any(Channel.SMS in market.settings.channels for market in markets),
+        )
 
     def market_of(self, phone: Phone) -> Market:
         """The market of `phone`, or the 400 for a number of no configured market."""
@@ -72,19 +93,27 @@ class LoginService:
         phone: Phone,
         channel: Channel = Channel.SMS,
         client_ip: str | None = None,
+        *,
+        captcha_token: str | None = None,
+        app_hash: str | None = None,
         owner: CodeOwner = LOGIN,
     ) -> StartedVerification:
-        """Send a code to `phone` over `channel`, within the limits: a login code, or
-        with `owner` one bound to a user's number change (same checks, same limits)."""
+        """Send a code to `phone` over `channel`: past the challenge when the send needs
+        one, then within the limits. A login code, or with `owner` one bound to a user's
+        number change (same checks, same limits)."""
         set_log_phone(phone.masked)
         market = self._markets.of(phone)
         self._verification.require_channel(channel, market)
+        self._verification.require_app_hash_channel(app_hash, channel.value)
         provider = self._verification.provider_for(phone)
-        await self._limits.take_send(
-            phone, market, client_ip, test_number=self._verification.is_test(provider)
+        test_number = self._verification.is_test(provider)
+        # Before the limits: a send refused here uses up no number's sends or budget.
+        await self._challenge.guard_send(
+            phone, market, client_ip, captcha_token, test_number=test_number
         )
+        await self._limits.take_send(phone, market, client_ip, test_number=test_number)
         return await self._verification.start(
-            uow, provider, phone, market, channel.value, client_ip, owner
+            uow, provider, phone, market, channel.value, client_ip, owner, app_hash
         )
 
     async def check_code(

@@ -41,6 +41,16 @@ class ChannelNotAvailable(FieldErrors):
         super().__init__({"channel": [f'"{channel}" is not available for {market} numbers.']})
 
 
+MSG_APP_HASH_CHANNEL = "An app hash can only be used with the sms channel."
+
+
+class AppHashNotAvailable(FieldErrors):
+    """An app hash sent with a channel other than SMS: only an SMS carries it."""
+
+    def __init__(self) -> None:
+        super().__init__({"app_hash": [MSG_APP_HASH_CHANNEL]})
+
+
 class ProviderNotConfigured(ServiceUnavailable):
     """The provider has no credentials; an operator must configure it."""
 

@@ -29,6 +29,7 @@ from app.core.metrics import Metrics
 from app.core.phone import Phone
 from app.models.verification import VerificationStatus
 from app.services.verification.exceptions import (
+    AppHashNotAvailable,
     ChannelNotAvailable,
     CodeLocked,
     InvalidCode,
@@ -115,6 +116,11 @@ class VerificationService:
         if channel not in market.settings.channels:
             raise ChannelNotAvailable(channel, market.name)
 
+    def require_app_hash_channel(self, app_hash: str | None, channel: str) -> None:
+        """Refuse an app hash with a channel other than SMS, which alone carries it."""
+        if app_hash is not None and channel != "sms":
+            raise AppHashNotAvailable()
+
     def require_code_format(self, code: str) -> str:
         """Accept exactly `VERIFICATION_CODE_LENGTH` ASCII digits, or raise the 400."""
         refusal = code_format_error(code, self._code_length)
@@ -131,12 +137,13 @@ class VerificationService:
         channel: str,
         client_ip: str | None,
         owner: CodeOwner = LOGIN,
+        app_hash: str | None = None,
     ) -> StartedVerification:
         """Ask `provider` to send a code and record the verification, bound to `owner`
         (a login's code, or one user's number change)."""
         started = self._metrics.verifications_started
         try:
-            await self._start(uow, provider, phone, market, channel, client_ip, owner)
+            await self._start(uow, provider, phone, market, channel, client_ip, owner, app_hash)
         except AppError as exc:
             started.labels(market.name, channel, exc.outcome).inc()
             raise
@@ -206,6 +213,7 @@ class VerificationService:
         channel: str,
         client_ip: str | None,
         owner: CodeOwner,
+        app_hash: str | None,
     ) -> None:
         repository = VerificationRepository(uow)
         # Stored first: a code that went out can then always be checked, even when
@@ -222,7 +230,11 @@ class VerificationService:
             )
         )
         request = StartRequest(
-            phone=phone.e164, channel=channel, locale=market.settings.language, device_ip=client_ip
+            phone=phone.e164,
+            channel=channel,
+            locale=market.settings.language,
+            device_ip=client_ip,
+            app_hash=app_hash,
         )
         try:
             result = await provider.start(request)

@@ -25,6 +25,8 @@ class StartRequest:
     channel: str
     locale: str
     device_ip: str | None = None
+    # Android SMS Retriever's app signature hash, appended to the SMS (sms only).
+    app_hash: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

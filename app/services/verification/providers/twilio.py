@@ -138,6 +138,8 @@ class TwilioVerifyClient:
         form = {"To": request.phone, "Channel": request.channel, "Locale": request.locale}
         if request.device_ip:
             form["DeviceIp"] = request.device_ip
+        if request.app_hash:
+            form["AppHash"] = request.app_hash
         status, body = await self._post_with_retries(self._start_url, form, "start")
         if status in (200, 201):
             sid = body.get("sid")
