@@ -51,6 +51,7 @@ _SET_SID = (
     update(_V)
     .where(_V.c.id == bindparam("b_id"))
     .values(
+        provider=bindparam("b_provider"),
         provider_sid=bindparam("b_sid"),
         code_hash=bindparam("b_code_hash"),
         updated_at=bindparam("b_now"),
@@ -186,9 +187,15 @@ class VerificationRepository:
         await self._uow.commit_statement_now(_DELETE_RESERVED, {"b_id": verification_id})
 
     async def record_started(
-        self, verification_id: int, phone: str, sid: str, code_hash: str | None
+        self,
+        verification_id: int,
+        phone: str,
+        sid: str,
+        code_hash: str | None,
+        provider: str,
     ) -> None:
-        """Give the reserved row the provider's sid; it replaces the number's other
+        """Give the reserved row the sid of `provider`, the one that sent the code (the
+        next of the market's order when the first failed); it replaces the number's other
         pending codes. When the sid is that of a pending row (a resend within its
         window), that row and its spent attempts stay and the reserved one goes.
 
@@ -199,6 +206,7 @@ class VerificationRepository:
             "b_phone": phone,
             "b_sid": sid,
             "b_code_hash": code_hash,
+            "b_provider": provider,
             "b_now": utcnow(),
         }
         if self._uow.dialect == "postgresql":
