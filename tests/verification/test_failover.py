@@ -456,3 +456,38 @@ async def test_console_and_test_numbers_reach_no_provider(
         assert (await verify(client, "+996700000001", "111111")).status_code == 200
     assert fake_twilio.start_route.call_count == fake_vonage.starts == 0
     assert fake_twilio.check_route.call_count == fake_vonage.checks == 0
+
+
+# --- Vonage in the app ---------------------------------------------------------------------
+
+
+async def test_a_resend_at_vonage_cancels_the_older_request_and_only_the_new_code_counts(
+    client_for: ClientFactory, fake_vonage: StatefulVonage, db_engine: AsyncEngine
+) -> None:
+    phone = new_phone()
+    async with client_for(**ROUTED) as client:
+        assert (await send(client, phone)).status_code == 200
+        assert (await send(client, phone)).status_code == 200
+        assert (await verify(client, phone)).status_code == 200
+    assert fake_vonage.starts == 3, "the resend's 409, then its start once more"
+    assert fake_vonage.cancels == 1
+    assert sorted(fake_vonage.status.values()) == ["cancelled", "completed"]
+    rows = await verifications(db_engine)
+    assert [row.status for row in rows] == ["expired", "approved"]
+    assert [row.provider for row in rows] == ["vonage", "vonage"]
+
+
+async def test_vonage_calls_are_measured_per_provider(
+    client_for: ClientFactory, vonage_api: respx.MockRouter, fake_twilio: StatefulTwilio
+) -> None:
+    vonage_api.post("/v2/verify").mock(return_value=httpx.Response(500, json={"title": "x"}))
+    async with client_for(**ROUTED) as client:
+        assert (await send(client, new_phone())).status_code == 200
+        metrics = parse_metrics((await client.get("/metrics")).text)
+    errors = "phone_auth_provider_errors_total"
+    assert sample(metrics, errors, provider="vonage", operation="start", code="500") == 1
+    latency = "phone_auth_provider_request_duration_seconds_count"
+    assert sample(metrics, latency, provider="vonage", operation="start", status="500") == 1
+    assert sample(metrics, latency, provider="twilio", operation="start", status="201") == 1
+    spend = "phone_auth_sms_spend_usd_total"
+    assert sample(metrics, spend, market="KG", provider="twilio") == pytest.approx(0.15)
