@@ -11,6 +11,8 @@ from typing import Any
 import httpx
 import respx
 
+from app.core.config import DEFAULT_MARKETS, MarketSettings
+
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "vonage"
 
 API_KEY = "vonage-key-for-tests"
@@ -28,6 +30,18 @@ VONAGE: dict[str, Any] = {
     "vonage_brand": BRAND,
     "vonage_base_url": VONAGE_BASE_URL,
 }
+
+
+def markets(kg: list[str], us: list[str]) -> dict[str, MarketSettings]:
+    """The default markets with these provider orders and a price per provider."""
+    return {
+        "KG": DEFAULT_MARKETS["KG"].model_copy(
+            update={"providers": kg, "price_usd": {"twilio": 0.15, "vonage": 0.09}}
+        ),
+        "US": DEFAULT_MARKETS["US"].model_copy(
+            update={"providers": us, "price_usd": {"twilio": 0.0575, "vonage": 0.07}}
+        ),
+    }
 
 
 def load(name: str, **changes: Any) -> dict[str, Any]:

@@ -17,7 +17,6 @@ import pytest
 import respx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.core.config import DEFAULT_MARKETS, MarketSettings
 from app.core.phone import mask_phone
 from app.main import Clocks
 from tests.conftest import ClientFactory, FakeClock
@@ -32,7 +31,7 @@ from tests.helpers import (
 )
 from tests.ops.conftest import parse_metrics, sample
 from tests.twilio_fixtures import START_PATH, StatefulTwilio, twilio_error
-from tests.vonage_fixtures import VONAGE, VONAGE_BASE_URL, StatefulVonage
+from tests.vonage_fixtures import VONAGE, VONAGE_BASE_URL, StatefulVonage, markets
 
 CODE = "480913"
 US_NUMBERS = iter(range(100, 10_000))
@@ -41,18 +40,6 @@ US_NUMBERS = iter(range(100, 10_000))
 def us_phone() -> str:
     """A US mobile number no other test of this module used."""
     return f"+1202555{next(US_NUMBERS):04d}"
-
-
-def markets(kg: list[str], us: list[str]) -> dict[str, MarketSettings]:
-    """The default markets with these provider orders and a price per provider."""
-    return {
-        "KG": DEFAULT_MARKETS["KG"].model_copy(
-            update={"providers": kg, "price_usd": {"twilio": 0.15, "vonage": 0.09}}
-        ),
-        "US": DEFAULT_MARKETS["US"].model_copy(
-            update={"providers": us, "price_usd": {"twilio": 0.0575, "vonage": 0.07}}
-        ),
-    }
 
 
 # The issue's example: KG through Vonage first, US through Twilio first.
