@@ -31,7 +31,7 @@ from tests.helpers import (
 )
 from tests.ops.conftest import parse_metrics, sample
 from tests.twilio_fixtures import START_PATH, StatefulTwilio, twilio_error
-from tests.vonage_fixtures import VONAGE, VONAGE_BASE_URL, StatefulVonage, markets
+from tests.vonage_fixtures import VONAGE, VONAGE_BASE_URL, StatefulVonage, answer, markets
 
 CODE = "480913"
 US_NUMBERS = iter(range(100, 10_000))
@@ -204,18 +204,35 @@ async def test_a_hanging_twilio_fails_over_at_its_deadline(
     assert await providers_of(db_engine) == {phone: "vonage"}
 
 
+@pytest.mark.parametrize(
+    ("failure", "calls"),
+    [
+        (httpx.Response(500), 1),
+        (httpx.ConnectError("connection refused"), 1),
+        (answer("error_401_unauthorized", 401), 1),
+        (answer("error_403_forbidden", 403), 1),
+        (answer("error_429_throttled", 429), 2),  # retried once (twilio_max_retries=1)
+    ],
+    ids=["500", "unreachable", "401", "403", "throttled"],
+)
 async def test_vonage_failing_sends_kg_through_twilio(
     client_for: ClientFactory,
     fake_twilio: StatefulTwilio,
     vonage_api: respx.MockRouter,
     db_engine: AsyncEngine,
+    failure: httpx.Response | Exception,
+    calls: int,
 ) -> None:
-    down = vonage_api.post("/v2/verify").mock(return_value=httpx.Response(500))
+    down = vonage_api.post("/v2/verify")
+    if isinstance(failure, Exception):
+        down.mock(side_effect=failure)
+    else:
+        down.mock(return_value=failure)
     phone = new_phone()
-    async with client_for(**ROUTED) as client:
+    async with client_for(**{**ROUTED, "twilio_max_retries": 1}) as client:
         assert (await send(client, phone)).status_code == 200
         assert (await verify(client, phone)).status_code == 200
-    assert down.call_count == 1
+    assert down.call_count == calls
     assert fake_twilio.start_route.call_count == 1
     assert fake_twilio.check_route.call_count == 1
     assert await providers_of(db_engine) == {phone: "twilio"}
@@ -276,8 +293,6 @@ async def test_answers_about_the_number_stand_and_never_reach_vonage(
 async def test_vonage_refusing_the_number_does_not_reach_twilio(
     client_for: ClientFactory, vonage_api: respx.MockRouter, fake_twilio: StatefulTwilio
 ) -> None:
-    from tests.vonage_fixtures import answer
-
     vonage_api.post("/v2/verify").mock(return_value=answer("error_422_invalid_number", 422))
     async with client_for(**ROUTED) as client:
         refused = await send(client, new_phone())
