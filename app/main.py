@@ -45,10 +45,12 @@ from app.services.users.service import UserService
 from app.services.verification.providers.base import VerifyProvider
 from app.services.verification.providers.circuit_breaker import CircuitBreaker
 from app.services.verification.providers.console import ConsoleVerifyProvider
+from app.services.verification.providers.failover import FailoverProvider, ProviderSet
 from app.services.verification.providers.http_client import create_http_client
 from app.services.verification.providers.local_codes import CodeHasher
 from app.services.verification.providers.test_numbers import TestNumberProvider, TestNumbers
 from app.services.verification.providers.twilio import TwilioCredentials, TwilioVerifyClient
+from app.services.verification.providers.vonage import VonageCredentials, VonageVerifyClient
 from app.services.verification.service import Providers, VerificationService
 
 logger = logging.getLogger(__name__)
@@ -72,6 +74,20 @@ class Clocks:
     monotonic: Clock = field(default=time.monotonic)
 
 
+def _with_breaker(
+    provider: VerifyProvider, settings: Settings, metrics: Metrics, clocks: Clocks
+) -> CircuitBreaker:
+    """A provider behind its own circuit breaker."""
+    return CircuitBreaker(
+        provider,
+        failures=settings.twilio_circuit_failures,
+        reset_seconds=settings.twilio_circuit_reset_seconds,
+        deadline_seconds=settings.twilio_deadline_seconds,
+        metrics=metrics,
+        clock=clocks.monotonic,
+    )
+
+
 def create_provider(
     settings: Settings,
     client: httpx.AsyncClient,
@@ -79,7 +95,7 @@ def create_provider(
     metrics: Metrics,
     clocks: Clocks,
 ) -> VerifyProvider | None:
-    """The configured provider, or None when Twilio is chosen but not configured."""
+    """The console provider, or Twilio; None when Twilio is chosen but not configured."""
     if settings.verify_provider == "console":
         return ConsoleVerifyProvider(hasher, settings.verification_code_length)
     sid, token, service = (
@@ -98,14 +114,89 @@ def create_provider(
         max_retries=settings.twilio_max_retries,
         metrics=metrics,
     )
-    return CircuitBreaker(
-        twilio,
-        failures=settings.twilio_circuit_failures,
-        reset_seconds=settings.twilio_circuit_reset_seconds,
-        deadline_seconds=settings.twilio_deadline_seconds,
+    return _with_breaker(twilio, settings, metrics, clocks)
+
+
+def create_vonage_provider(
+    settings: Settings, client: httpx.AsyncClient, metrics: Metrics, clocks: Clocks
+) -> VerifyProvider | None:
+    """Vonage behind its circuit breaker; None without its credentials."""
+    key, secret = settings.vonage_api_key, settings.vonage_api_secret
+    if not (key and secret and secret.get_secret_value()):
+        return None
+    vonage = VonageVerifyClient(
+        client,
+        VonageCredentials(api_key=key, api_secret=secret.get_secret_value()),
+        brand=settings.vonage_brand,
+        code_length=settings.verification_code_length,
+        base_url=settings.vonage_base_url,
+        max_retries=settings.twilio_max_retries,
         metrics=metrics,
-        clock=clocks.monotonic,
     )
+    return _with_breaker(vonage, settings, metrics, clocks)
+
+
+def create_routes(
+    settings: Settings,
+    client: httpx.AsyncClient,
+    hasher: CodeHasher,
+    metrics: Metrics,
+    clocks: Clocks,
+) -> tuple[VerifyProvider | None, ProviderSet]:
+    """The primary provider (the console, or Twilio) and every configured provider with
+    each market's order of them. A provider without credentials is left out of every
+    order, and the log says so."""
+    primary = create_provider(settings, client, hasher, metrics, clocks)
+    if settings.verify_provider == "console":
+        assert primary is not None
+        return primary, ProviderSet(
+            {primary.name: primary}, dict.fromkeys(settings.markets, primary)
+        )
+    candidates: dict[str, VerifyProvider | None] = {
+        "twilio": primary,
+        "vonage": create_vonage_provider(settings, client, metrics, clocks),
+    }
+    named = {name: p for name, p in candidates.items() if p is not None}
+    missing: dict[str, list[str]] = {}
+    by_market: dict[str, VerifyProvider | None] = {}
+    for market, market_settings in settings.markets.items():
+        members: list[VerifyProvider] = []
+        for name in market_settings.providers:
+            if name in named:
+                members.append(named[name])
+            else:
+                missing.setdefault(name, []).append(market)
+        by_market[market] = FailoverProvider(market, members, metrics) if members else None
+    for absent, markets in missing.items():
+        logger.warning(
+            "Provider %s has no credentials: left out of the provider order of %s",
+            absent,
+            ", ".join(markets),
+        )
+    return primary, ProviderSet(named, by_market)
+
+
+def _describe_orders(settings: Settings, routes: ProviderSet) -> str:
+    """`KG:vonage>twilio US:twilio`, for the start-up log."""
+    parts = []
+    for market in settings.markets:
+        provider = routes.for_market(market)
+        if isinstance(provider, FailoverProvider):
+            order = ">".join(provider.order)
+        else:
+            order = provider.name if provider is not None else "NONE"
+        parts.append(f"{market}:{order}")
+    return " ".join(parts)
+
+
+def _provider_states(routes: ProviderSet) -> dict[str, str]:
+    """Each configured provider: `ok`, or `circuit open` while it fails fast."""
+    return {
+        provider.name: "circuit open"
+        if isinstance(provider, CircuitBreaker) and provider.is_open
+        else "ok"
+        for provider in routes.providers
+    }
 
 
 @asynccontextmanager
@@ -127,9 +218,12 @@ async def _process_state(
         on_evict=metrics.rate_limit_evictions.inc,
     )
     limits = LoginLimits(settings, limiter, metrics)
-    primary = create_provider(settings, http_client, hasher, metrics, clocks)
+    primary, routes = create_routes(settings, http_client, hasher, metrics, clocks)
     providers = Providers(
-        primary=primary, test=TestNumberProvider(test_numbers, hasher), test_numbers=test_numbers
+        primary=primary,
+        test=TestNumberProvider(test_numbers, hasher),
+        test_numbers=test_numbers,
+        routes=routes,
     )
     user_service = UserService(metrics)
     session_service = SessionService(
@@ -150,12 +244,19 @@ async def _process_state(
     )
     state.phone_change_service = PhoneChangeService(state.login_service, session_service, metrics)
     state.admin_service = AdminService(user_service, session_service, metrics)
-    state.readiness = ReadinessChecker(database, limits, provider_configured=primary is not None)
+    state.readiness = ReadinessChecker(
+        database,
+        limits,
+        provider_configured=routes.complete,
+        provider_states=lambda: _provider_states(routes),
+    )
     logger.info(
-        "Starting: environment=%s provider=%s%s database=%s rate_limits=%s challenge=%s",
+        "Starting: environment=%s provider=%s%s providers=%s database=%s rate_limits=%s "
+        "challenge=%s",
         settings.environment.value,
         settings.verify_provider,
-        "" if primary is not None else " (NOT CONFIGURED: verification answers 503)",
+        "" if routes.complete else " (NOT CONFIGURED: verification answers 503)",
+        _describe_orders(settings, routes),
         make_url(settings.database_url).render_as_string(hide_password=True),
         "redis" if limits.shared else "in-process",
         settings.captcha_provider.value

@@ -138,6 +138,7 @@ class StatefulTwilio:
     answer comes back after `approval_latency` seconds, the others at once (the order
     in which a double tap's requests can come back). `approved` is set at the first
     approval, so that a test can send a request while that answer is on its way.
+    `stopped = True` makes every answer a 500 (Twilio down).
     """
 
     def __init__(self, twilio: respx.MockRouter, code: str, approval_latency: float = 0.0):
@@ -146,6 +147,7 @@ class StatefulTwilio:
         self.status: dict[str, str] = {}
         self.numbers: dict[str, str] = {}
         self.approved = asyncio.Event()
+        self.stopped = False
         self.start_route = twilio.post(START_PATH).mock(side_effect=self._start)
         self.check_route = twilio.post(CHECK_PATH).mock(side_effect=self._check)
 
@@ -154,6 +156,8 @@ class StatefulTwilio:
         return sum(status == "approved" for status in self.status.values())
 
     def _start(self, request: httpx.Request) -> httpx.Response:
+        if self.stopped:
+            return twilio_error(20500, 500, "Internal Server Error")
         fields = form(request)
         sid = new_sid()
         self.status[sid] = "pending"
@@ -161,6 +165,8 @@ class StatefulTwilio:
         return started(fields["To"], sid=sid, channel=fields.get("Channel", "sms"))
 
     async def _check(self, request: httpx.Request) -> httpx.Response:
+        if self.stopped:
+            return twilio_error(20500, 500, "Internal Server Error")
         fields = form(request)
         sid = fields.get("VerificationSid") or self._newest_pending(fields.get("To", ""))
         if sid is None or self.status.get(sid) != "pending":

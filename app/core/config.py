@@ -108,6 +108,14 @@ CAPTCHA_VERIFY_URLS: dict[CaptchaProvider, str] = {
 }
 
 
+ProviderName = Literal["twilio", "vonage"]
+Price = Annotated[float, Field(ge=0)]
+
+
+def _default_providers() -> list[ProviderName]:
+    return ["twilio"]
+
+
 class MarketSettings(BaseModel):
     """One market: which numbers belong to it and how codes are sent there."""
 
@@ -116,7 +124,33 @@ class MarketSettings(BaseModel):
     code_ttl_minutes: int = Field(default=10, ge=1, le=1440)
     channels: list[Channel] = Field(default_factory=lambda: [Channel.SMS], min_length=1)
     sms_budget: str = Field(default="1000/hour", description="Sends per window, all clients")
-    price_usd: float = Field(default=0.0, ge=0, description="Estimated cost of one verification")
+    price_usd: Price | dict[ProviderName, Price] = Field(
+        default=0.0,
+        description="Estimated cost of one verification: one price, or a price per provider",
+    )
+    providers: list[ProviderName] = Field(
+        default_factory=_default_providers,
+        min_length=1,
+        description="Providers that send this market's codes, tried in this order",
+    )
+
+    @model_validator(mode="after")
+    def _check_providers(self) -> Self:
+        if len(set(self.providers)) != len(self.providers):
+            raise ValueError("providers lists a provider twice")
+        if isinstance(self.price_usd, dict):
+            missing = [name for name in self.providers if name not in self.price_usd]
+            if missing:
+                raise ValueError(f"price_usd has no price for {', '.join(missing)}")
+        return self
+
+    def price_for(self, provider: str) -> float:
+        """The estimated cost of one verification sent by `provider` (0 when unpriced,
+        e.g. the console provider)."""
+        if isinstance(self.price_usd, dict):
+            prices: dict[str, float] = {str(name): price for name, price in self.price_usd.items()}
+            return prices.get(provider, 0.0)
+        return self.price_usd
 
     @field_validator("sms_budget")
     @classmethod
@@ -191,6 +225,12 @@ class Settings(BaseSettings):
     twilio_deadline_seconds: float = Field(default=15.0, gt=0, le=300)
     twilio_circuit_failures: int = Field(default=5, ge=1, le=1000)
     twilio_circuit_reset_seconds: float = Field(default=30.0, gt=0, le=3600)
+
+    vonage_api_key: str | None = None
+    vonage_api_secret: SecretStr | None = None
+    # Vonage shows the brand in the message ("Your <brand> code is …").
+    vonage_brand: str = Field(default="Phone Auth", min_length=1, max_length=16)
+    vonage_base_url: str = Field(default="https://api.nexmo.com", pattern=r"^https?://")
 
     markets: Annotated[dict[str, MarketSettings], NoDecode] = Field(
         default_factory=lambda: dict(DEFAULT_MARKETS)
@@ -465,6 +505,23 @@ class Settings(BaseSettings):
             "JWT_SECRET_KEY is not set: using a random key, so tokens stop working on restart"
         )
         return secrets.token_urlsafe(48)
+
+    @property
+    def vonage_configured(self) -> bool:
+        """Whether both Vonage credentials are present."""
+        return bool(
+            self.vonage_api_key
+            and self.vonage_api_secret
+            and self.vonage_api_secret.get_secret_value()
+        )
+
+    def provider_configured(self, name: str) -> bool:
+        """Whether the provider `name` has its credentials."""
+        if name == "twilio":
+            return self.twilio_configured
+        if name == "vonage":
+            return self.vonage_configured
+        return False
 
     @property
     def twilio_configured(self) -> bool:

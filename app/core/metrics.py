@@ -92,8 +92,9 @@ class Metrics:
         )
         self.sms_spend = Counter(
             "phone_auth_sms_spend_usd_total",
-            "Estimated Twilio spend in USD by market (price per verification from MARKETS)",
-            ["market"],
+            "Estimated SMS spend in USD by market and the provider that sent "
+            "(price per verification from MARKETS)",
+            ["market", "provider"],
             registry=registry,
         )
         self.twilio_circuit_open = Gauge(
@@ -132,5 +133,33 @@ class Metrics:
             "phone_auth_challenge_fail_open_total",
             "Sends let through without a verdict because the challenge provider failed "
             "and CAPTCHA_FAIL_OPEN is on",
+            registry=registry,
+        )
+        self.provider_circuit_open = Gauge(
+            "phone_auth_provider_circuit_open",
+            "1 while a provider's circuit breaker fails calls fast, else 0, by provider",
+            ["provider"],
+            registry=registry,
+        )
+        self.provider_latency = Histogram(
+            "phone_auth_provider_request_duration_seconds",
+            "Provider API call latency by provider, operation and HTTP status "
+            "(Twilio's also in phone_auth_twilio_request_duration_seconds)",
+            ["provider", "operation", "status"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.provider_errors = Counter(
+            "phone_auth_provider_errors_total",
+            "Provider failures by provider, operation and error (provider code, HTTP "
+            "status or transport error)",
+            ["provider", "operation", "code"],
+            registry=registry,
+        )
+        self.provider_failovers = Counter(
+            "phone_auth_provider_failovers_total",
+            "Sends passed on to the next provider of a market's order, by market, the "
+            "provider that failed and the next one",
+            ["market", "provider", "next_provider"],
             registry=registry,
         )

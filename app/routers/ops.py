@@ -51,7 +51,10 @@ async def healthz_head() -> Response:
     "verification provider is configured; otherwise 503 naming the failed check. With "
     "Redis, `rate_limit_storage` is `ok`, or `degraded` while Redis cannot be reached: "
     "the limits are then the process's own and logins keep working, so the pod stays "
-    "ready (200, `status` `degraded`). Twilio being down does not make a pod unready.",
+    "ready (200, `status` `degraded`). Twilio being down does not make a pod unready. "
+    "`providers` gives each configured verification provider's state: `ok`, or "
+    "`circuit open` while it fails fast (sends then go to the next provider of the "
+    "market's order).",
     response_model=ReadinessBody,
     responses={
         200: {
@@ -67,6 +70,7 @@ async def healthz_head() -> Response:
                                     "provider": "ok",
                                     "rate_limit_storage": "ok",
                                 },
+                                "providers": {"twilio": "ok", "vonage": "ok"},
                             },
                         },
                         "degraded": {
@@ -103,6 +107,9 @@ async def readyz(readiness: ReadinessDep) -> JSONResponse:
     checks = await readiness.check()
     status = overall(checks)
     body: dict[str, Any] = {"status": status, "checks": checks}
+    providers = readiness.providers()
+    if providers:
+        body["providers"] = providers
     return JSONResponse(body, status_code=503 if status == "unavailable" else 200)
 
 

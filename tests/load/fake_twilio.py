@@ -30,7 +30,7 @@ from urllib.parse import parse_qs
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "twilio"
 MAX_HEAD_BYTES = 16 * 1024
 MAX_BODY_BYTES = 64 * 1024
-REASONS = {200: "OK", 201: "Created", 400: "Bad Request", 404: "Not Found"}
+REASONS = {200: "OK", 201: "Created", 400: "Bad Request", 404: "Not Found", 500: "Server Error"}
 
 
 class FakeTwilio:
@@ -41,6 +41,8 @@ class FakeTwilio:
         self.approve_code = approve_code
         self.connections = 0
         self.requests = 0
+        # True: every answer is a 500 (Twilio down), for failover tests.
+        self.stopped = False
         self._sids = 0
         self._pending: dict[str, Any] = json.loads(
             (FIXTURES / "verification_pending.json").read_text()
@@ -65,6 +67,9 @@ class FakeTwilio:
         if method == "GET" and path == "/__stats":
             return 200, json.dumps(self.stats()).encode(), False
         self.requests += 1
+        if self.stopped:
+            down = {"code": 20500, "message": "Internal Server Error", "status": 500}
+            return 500, json.dumps(down).encode(), False
         parts = path.split("?", 1)[0].strip("/").split("/")
         form = {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}
         if method == "POST" and len(parts) == 4 and parts[:2] == ["v2", "Services"]:

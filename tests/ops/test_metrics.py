@@ -70,7 +70,9 @@ async def test_a_login_is_counted(client_for: ClientFactory, twilio: respx.MockR
             status="201" if operation == "start" else "200",
         )
         assert count == 1.0, operation
-    assert sample(metrics, "phone_auth_sms_spend_usd_total", market="KG") == pytest.approx(0.15)
+    assert sample(
+        metrics, "phone_auth_sms_spend_usd_total", market="KG", provider="twilio"
+    ) == pytest.approx(0.15)
     assert sample(metrics, "phone_auth_twilio_circuit_open") == 0.0
 
 
@@ -140,17 +142,25 @@ async def test_rate_limit_refusals_are_counted_by_limit(
         == 1.0
     )
     # The refused send cost nothing.
-    assert sample(metrics, "phone_auth_sms_spend_usd_total", market="KG") == pytest.approx(0.15)
+    assert sample(
+        metrics, "phone_auth_sms_spend_usd_total", market="KG", provider="twilio"
+    ) == pytest.approx(0.15)
 
 
-async def test_sms_spend_by_market(client_for: ClientFactory, twilio: respx.MockRouter) -> None:
+async def test_sms_spend_by_market_and_provider(
+    client_for: ClientFactory, twilio: respx.MockRouter
+) -> None:
     mock_start(twilio)
     async with client_for() as client:
         assert (await client.post(SEND, json={"phone": KG_PHONE})).status_code == 200
         assert (await client.post(SEND, json={"phone": US_PHONE})).status_code == 200
         metrics = await scrape(client)
-    assert sample(metrics, "phone_auth_sms_spend_usd_total", market="KG") == pytest.approx(0.15)
-    assert sample(metrics, "phone_auth_sms_spend_usd_total", market="US") == pytest.approx(0.0575)
+    assert sample(
+        metrics, "phone_auth_sms_spend_usd_total", market="KG", provider="twilio"
+    ) == pytest.approx(0.15)
+    assert sample(
+        metrics, "phone_auth_sms_spend_usd_total", market="US", provider="twilio"
+    ) == pytest.approx(0.0575)
 
 
 async def test_unmatched_routes_share_one_label(client_for: ClientFactory) -> None:

@@ -61,7 +61,11 @@ async def test_head_on_the_probes_answers_their_status_without_a_body(
 async def test_readyz_200_when_everything_answers(client: httpx.AsyncClient) -> None:
     answer = await client.get("/readyz")
     assert answer.status_code == 200, answer.text
-    assert answer.json() == {"status": "ok", "checks": {"database": "ok", "provider": "ok"}}
+    assert answer.json() == {
+        "status": "ok",
+        "checks": {"database": "ok", "provider": "ok"},
+        "providers": {"twilio": "ok"},
+    }
     # A second probe (the migrations check is cached) still says ready.
     again = await client.get("/readyz")
     assert again.status_code == 200
@@ -167,6 +171,7 @@ async def test_readyz_stays_200_and_says_degraded_while_redis_cannot_be_reached(
     assert answer.json() == {
         "status": "degraded",
         "checks": {"database": "ok", "provider": "ok", "rate_limit_storage": "degraded"},
+        "providers": {"twilio": "ok"},
     }
     assert again.json() == answer.json()
     assert sample(metrics, "phone_auth_rate_limit_storage_degraded") == 1.0

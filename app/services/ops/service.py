@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError, ProgrammingError, SQLAlchemyError
@@ -33,6 +34,9 @@ class ReadinessChecker:
     limits: LoginLimits
     provider_configured: bool
     head: str = HEAD_REVISION
+    # Each configured provider's state ("ok", "circuit open"): detail only, a provider
+    # failing over to another does not make a pod unready.
+    provider_states: Callable[[], dict[str, str]] = field(default=dict)
     _migrated: bool = False
     _warned: bool = False
 
@@ -46,6 +50,10 @@ class ReadinessChecker:
         if storage is not None:
             checks["rate_limit_storage"] = storage
         return checks
+
+    def providers(self) -> dict[str, str]:
+        """Each configured provider and whether it is failing fast right now."""
+        return self.provider_states()
 
     async def _storage(self) -> str | None:
         """Without Redis the limits are the process's own and logins keep working, so the

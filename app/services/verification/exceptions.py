@@ -65,6 +65,8 @@ class ProviderError(AppError):
     status_code = 502
     default_message = MSG_PROVIDER_FAILED
     outcome = "provider_error"
+    # The provider that failed, when a failover order tried more than one.
+    provider: str | None = None
 
     def __init__(
         self,

@@ -14,7 +14,18 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
 
-from sqlalchemy import Connection, Update, bindparam, delete, exists, insert, select, update
+from sqlalchemy import (
+    Connection,
+    String,
+    Update,
+    bindparam,
+    delete,
+    exists,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.engine import CursorResult
 
 from app.core.database import UnitOfWork
@@ -59,6 +70,7 @@ _SET_SID = (
     update(_V)
     .where(_V.c.id == bindparam("b_id"))
     .values(
+        provider=func.coalesce(bindparam("b_provider", type_=String), _V.c.provider),
         provider_sid=bindparam("b_sid"),
         code_hash=bindparam("b_code_hash"),
         updated_at=bindparam("b_now"),
@@ -219,9 +231,11 @@ class VerificationRepository:
         sid: str,
         code_hash: str | None,
         owner: CodeOwner = LOGIN,
+        provider: str | None = None,
     ) -> None:
-        """Give the reserved row the provider's sid; it replaces the number's other
-        pending codes. When the sid is that of a pending row (a resend within its
+        """Give the reserved row the sid, and `provider` when given: the one that sent the
+        code (the next of the market's order when the first failed). It replaces the
+        number's other pending codes. When the sid is that of a pending row (a resend within its
         window), that row and its spent attempts stay and the reserved one goes.
 
         PostgreSQL: one statement. SQLite: up to three in one transaction.
@@ -231,6 +245,7 @@ class VerificationRepository:
             "b_phone": phone,
             "b_sid": sid,
             "b_code_hash": code_hash,
+            "b_provider": provider,
             "b_now": utcnow(),
             **owner.params(),
         }

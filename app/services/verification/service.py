@@ -48,6 +48,7 @@ from app.services.verification.providers.base import (
     StartRequest,
     VerifyProvider,
 )
+from app.services.verification.providers.failover import ProviderSet
 from app.services.verification.providers.test_numbers import TestNumberProvider, TestNumbers
 from app.services.verification.repository import (
     LOGIN,
@@ -72,11 +73,17 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class Providers:
-    """The configured provider (None when it lacks credentials) and the test numbers."""
+    """The configured provider (None when it lacks credentials) and the test numbers.
+
+    `routes`, when given, holds every configured provider by name and each market's
+    order of them: a send goes to its market's order, a check to the provider that
+    sent the code. Without it every market uses `primary`.
+    """
 
     primary: VerifyProvider | None
     test: TestNumberProvider
     test_numbers: TestNumbers
+    routes: ProviderSet | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,16 +103,22 @@ class VerificationService:
         self._max_attempts = settings.verification_max_attempts
         self._providers = providers
         self._metrics = metrics
+        self._market_by_region = settings.market_by_region
 
     def provider_for(self, phone: Phone) -> VerifyProvider:
         """The test-number provider for an active test number, else the configured one;
         a 503 when that is not configured. A request picks it once and passes it on."""
         if self._providers.test_numbers.code_for(phone.e164) is not None:
             return self._providers.test
-        if self._providers.primary is None:
+        provider = self._providers.primary
+        routes = self._providers.routes
+        if routes is not None:
+            found = self._market_by_region.get(phone.region)
+            provider = None if found is None else routes.for_market(found[0])
+        if provider is None:
             logger.error("Verification requested but the provider's credentials are not configured")
             raise ProviderNotConfigured()
-        return self._providers.primary
+        return provider
 
     def is_test(self, provider: VerifyProvider) -> bool:
         """Whether `provider` is the test numbers' (fixed code, no SMS)."""
@@ -143,7 +156,9 @@ class VerificationService:
         (a login's code, or one user's number change)."""
         started = self._metrics.verifications_started
         try:
-            await self._start(uow, provider, phone, market, channel, client_ip, owner, app_hash)
+            sent_by = await self._start(
+                uow, provider, phone, market, channel, client_ip, owner, app_hash
+            )
         except AppError as exc:
             started.labels(market.name, channel, exc.outcome).inc()
             raise
@@ -151,7 +166,9 @@ class VerificationService:
             started.labels(market.name, channel, "test_number").inc()
         else:
             started.labels(market.name, channel, "sent").inc()
-            self._metrics.sms_spend.labels(market.name).inc(market.settings.price_usd)
+            self._metrics.sms_spend.labels(market.name, sent_by).inc(
+                market.settings.price_for(sent_by)
+            )
         return StartedVerification(phone=phone, market=market, channel=channel)
 
     async def reserve(
@@ -214,7 +231,8 @@ class VerificationService:
         client_ip: str | None,
         owner: CodeOwner,
         app_hash: str | None,
-    ) -> None:
+    ) -> str:
+        """Send and record; the name of the provider that sent the code."""
         repository = VerificationRepository(uow)
         # Stored first: a code that went out can then always be checked, even when
         # the write after the provider's answer fails.
@@ -239,12 +257,13 @@ class VerificationService:
         try:
             result = await provider.start(request)
         except ProviderError as exc:
-            _log_provider_failure(exc, "send", phone)
+            _log_provider_failure(exc, "send", phone, provider.name)
             await repository.discard(reserved)
             raise
+        sent_by = result.provider or provider.name
         try:
             await repository.record_started(
-                reserved, phone.e164, result.sid, result.code_hash, owner
+                reserved, phone.e164, result.sid, result.code_hash, owner, sent_by
             )
         except DATABASE_DOWN_ERRORS as exc:
             if result.code_hash is not None:
@@ -257,8 +276,20 @@ class VerificationService:
                 type(getattr(exc, "orig", None) or exc).__name__,
             )
         logger.info(
-            "Verification sent: market=%s channel=%s phone=%s", market.name, channel, phone.masked
+            "Verification sent: market=%s channel=%s provider=%s phone=%s",
+            market.name,
+            channel,
+            sent_by,
+            phone.masked,
         )
+        return sent_by
+
+    def _checker_for(self, provider: VerifyProvider, sent_by: str) -> VerifyProvider | None:
+        """Where a code sent by `sent_by` is checked: that provider itself, never another
+        (a code is known only where it was sent); None when it is not configured."""
+        if provider is self._providers.test or self._providers.routes is None:
+            return provider if provider.name == sent_by else None
+        return self._providers.routes.named(sent_by)
 
     async def _spend_attempt(
         self, repository: VerificationRepository, phone: Phone, owner: CodeOwner
@@ -279,13 +310,14 @@ class VerificationService:
         market: Market,
         code: str,
     ) -> None:
-        if row.provider != provider.name:
-            # Started by another provider (a test number since expired, a changed
-            # VERIFY_PROVIDER): this one cannot know the code.
+        checker = self._checker_for(provider, row.provider)
+        if checker is None:
+            # Started by a provider that cannot check it now (a test number since
+            # expired, a provider no longer configured): nobody else knows the code.
             await repository.finish(row.id, VerificationStatus.EXPIRED)
             raise InvalidCode()
         try:
-            outcome = await provider.check(
+            outcome = await checker.check(
                 CheckRequest(
                     sid=row.provider_sid, code=code, code_hash=row.code_hash, phone=phone.e164
                 )
@@ -293,7 +325,7 @@ class VerificationService:
         except ProviderError as exc:
             # The provider gave no verdict: the attempt is not the person's to lose.
             await repository.refund_attempt(row.id)
-            _log_provider_failure(exc, "verify", phone)
+            _log_provider_failure(exc, "verify", phone, checker.name)
             raise
         if outcome is CheckOutcome.APPROVED:
             return
@@ -323,12 +355,15 @@ class VerificationService:
         raise InvalidCode()
 
 
-def _log_provider_failure(exc: ProviderError, operation: str, phone: Phone) -> None:
+def _log_provider_failure(exc: ProviderError, operation: str, phone: Phone, provider: str) -> None:
     """Say in the log why the provider failed; the client sees only the error's message."""
     code = exc.provider_code
+    name = (exc.provider or provider).capitalize()
     if isinstance(exc, ProviderMisconfigured):
         logger.error(
-            "Twilio is misconfigured (Twilio code %s) during %s for %s: %s",
+            "%s is misconfigured (%s code %s) during %s for %s: %s",
+            name,
+            name,
             code,
             operation,
             phone.masked,
@@ -338,30 +373,36 @@ def _log_provider_failure(exc: ProviderError, operation: str, phone: Phone) -> N
         pass  # the adapter logged the refusal; the person is told what is wrong
     elif isinstance(exc, ProviderBlocked):
         logger.warning(
-            "Twilio blocked %s for %s as suspected fraud (Twilio code %s)",
+            "%s blocked %s for %s as suspected fraud (%s code %s)",
+            name,
             operation,
             phone.masked,
+            name,
             code,
         )
     elif isinstance(exc, ProviderCircuitOpen):
-        logger.warning("Twilio circuit open: %s refused for %s", operation, phone.masked)
+        logger.warning("%s circuit open: %s refused for %s", name, operation, phone.masked)
     elif isinstance(exc, ProviderRefusedRequest):
         logger.warning(
-            "Twilio refused %s for %s with an error the service does not map (Twilio code %s): %s",
+            "%s refused %s for %s with an error the service does not map (%s code %s): %s",
+            name,
             operation,
             phone.masked,
+            name,
             code,
             exc.reason,
         )
     elif isinstance(exc, ProviderRateLimited):
         logger.info(
-            "Twilio rate limit (Twilio code %s) on %s for %s", code, operation, phone.masked
+            "%s rate limit (%s code %s) on %s for %s", name, name, code, operation, phone.masked
         )
     else:
         logger.error(
-            "Twilio failed during %s for %s (Twilio code %s): %s",
+            "%s failed during %s for %s (%s code %s): %s",
+            name,
             operation,
             phone.masked,
+            name,
             code,
             exc.reason,
         )

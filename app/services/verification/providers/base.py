@@ -31,10 +31,13 @@ class StartRequest:
 
 @dataclass(frozen=True, slots=True)
 class StartResult:
-    """A started verification. `code_hash` is only set by providers that keep it locally."""
+    """A started verification. `code_hash` is only set by providers that keep it locally;
+    `provider` names the provider that sent the code when it is not the one asked (a
+    failover), so that the check goes there."""
 
     sid: str
     code_hash: str | None = None
+    provider: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,9 +1,9 @@
 """A circuit breaker around a provider: after repeated failures, fail fast for a while.
 
-When Twilio is down every request would otherwise wait for timeouts and
-retries; after `failures` consecutive failures (5xx, timeouts, connection
+One per provider. When a provider is down every request would otherwise wait
+for timeouts and retries; after `failures` consecutive failures (5xx, timeouts, connection
 errors: `ProviderUnavailable`) calls fail at once (503 with
-Retry-After) for `reset_seconds`, then one request at a time probes Twilio
+Retry-After) for `reset_seconds`, then one request at a time probes the provider
 until one succeeds.
 """
 
@@ -49,6 +49,7 @@ class CircuitBreaker:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.name = inner.name
+        self._label = inner.name.capitalize()
         self._clock = clock
         self._inner = inner
         self._threshold = failures
@@ -58,6 +59,7 @@ class CircuitBreaker:
         self._failures = 0
         self._opened_at: float | None = None
         self._probing = False
+        self._gauge()
 
     @property
     def is_open(self) -> bool:
@@ -84,7 +86,7 @@ class CircuitBreaker:
             self._failed(probe)
             raise
         except ProviderError:
-            # Twilio answered (a 4xx, mapped or not): it is up, this request was refused.
+            # The provider answered (a 4xx, mapped or not): it is up, this request was refused.
             # Counting it would let one odd number open the circuit for everyone.
             self._succeeded(probe)
             raise
@@ -113,7 +115,7 @@ class CircuitBreaker:
     def _succeeded(self, probe: bool) -> None:
         self._release(probe)
         if self._opened_at is not None:
-            logger.info("Twilio answered again: circuit closed")
+            logger.info("%s answered again: circuit closed", self._label)
         self._failures = 0
         self._opened_at = None
         self._gauge()
@@ -124,7 +126,8 @@ class CircuitBreaker:
         if probe or self._failures >= self._threshold:
             if self._opened_at is None or probe:
                 logger.error(
-                    "Twilio failed %d times in a row: failing fast for %.1fs",
+                    "%s failed %d times in a row: failing fast for %.1fs",
+                    self._label,
                     self._failures,
                     self._reset,
                 )
@@ -133,4 +136,7 @@ class CircuitBreaker:
 
     def _gauge(self) -> None:
         if self._metrics is not None:
-            self._metrics.twilio_circuit_open.set(1 if self.is_open else 0)
+            state = 1 if self.is_open else 0
+            self._metrics.provider_circuit_open.labels(self.name).set(state)
+            if self.name == "twilio":
+                self._metrics.twilio_circuit_open.set(state)

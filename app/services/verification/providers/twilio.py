@@ -244,11 +244,12 @@ class TwilioVerifyClient:
     def _observe(self, operation: str, started: float, status: str, error: str | None) -> None:
         if self._metrics is None:
             return
-        self._metrics.twilio_latency.labels(operation, status).observe(
-            time.perf_counter() - started
-        )
+        elapsed = time.perf_counter() - started
+        self._metrics.twilio_latency.labels(operation, status).observe(elapsed)
+        self._metrics.provider_latency.labels(self.name, operation, status).observe(elapsed)
         if error is not None:
             self._metrics.twilio_errors.labels(operation, error).inc()
+            self._metrics.provider_errors.labels(self.name, operation, error).inc()
 
     @staticmethod
     def _raise_start_error(status: int, body: dict[str, Any], phone: str) -> NoReturn:
