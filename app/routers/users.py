@@ -14,7 +14,7 @@ from app.dependencies.users import UserServiceDep
 from app.routers.login import SEND_ERRORS, VERIFY_ERRORS
 from app.schemas.errors import BadRequestBody, DetailBody, SendErrorBody, error_response
 from app.schemas.login import (
-    SendVerificationRequest,
+    CodeDeliveryRequest,
     SendVerificationResponse,
     VerifyCodeRequest,
     VerifyCodeResponse,
@@ -149,14 +149,16 @@ PHONE_IN_USE = error_response(
     },
 )
 async def send_phone_change_verification(
-    payload: SendVerificationRequest,
+    payload: CodeDeliveryRequest,
     auth: RecentlyAuthenticated,
     phone_change: PhoneChangeServiceDep,
     uow: UnitOfWorkDep,
     client_ip: ClientIP,
 ) -> SendVerificationResponse:
     """Send a number-change code to the new number."""
-    sent = await phone_change.send_code(uow, auth.user, payload.phone, payload.channel, client_ip)
+    sent = await phone_change.send_code(
+        uow, auth.user, payload.phone, payload.channel, client_ip, app_hash=payload.app_hash
+    )
     return SendVerificationResponse(
         message=f"Verification code sent to {sent.phone.e164}",
         phone=sent.phone.e164,

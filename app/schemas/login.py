@@ -19,7 +19,7 @@ from app.schemas.sessions import TokenPairOut
 from app.schemas.users import UserOut
 
 
-class SendVerificationRequest(RequestBody):
+class CodeDeliveryRequest(RequestBody):
     """Ask for a code to be sent to `phone`."""
 
     model_config = ConfigDict(json_schema_extra={"examples": [{"phone": "+996555123456"}]})
@@ -30,8 +30,13 @@ class SendVerificationRequest(RequestBody):
         description="How to deliver the code; each market allows its own channels "
         "(by default KG: sms, whatsapp; US: sms, call).",
     )
-    captcha_token: CaptchaTokenInput = None
     app_hash: AppHashInput = None
+
+
+class SendVerificationRequest(CodeDeliveryRequest):
+    """Ask for a login code to be sent to `phone`."""
+
+    captcha_token: CaptchaTokenInput = None
 
 
 class SendVerificationResponse(BaseModel):

@@ -74,6 +74,7 @@ FIELDS = [
     pytest.param("PATCH", ME, {"name": "aida"}, "id", id="me-id"),
     pytest.param("POST", CHANGE_SEND, {"phone": US_PHONE}, "phone", id="change-send-phone"),
     pytest.param("POST", CHANGE_SEND, {"phone": US_PHONE}, "channel", id="change-send-channel"),
+    pytest.param("POST", CHANGE_SEND, {"phone": US_PHONE}, "app_hash", id="change-send-app_hash"),
     pytest.param(
         "POST",
         CHANGE_VERIFY,

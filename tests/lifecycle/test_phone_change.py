@@ -433,3 +433,15 @@ async def test_changes_are_counted_and_logged_masked(
     assert any("Number changed" in m and f"from={US_MASKED} to={KG_MASKED}" in m for m in messages)
     for secret in (KG_PHONE, US_PHONE, body["access_token"], body["refresh_token"], "480913"):
         assert not any(secret in m for m in messages)
+
+
+@pytest.mark.usefixtures("twilio_approves")
+async def test_a_change_code_can_be_read_by_the_app_with_its_hash(
+    client: httpx.AsyncClient, twilio: respx.MockRouter
+) -> None:
+    user = await login(client, KG_PHONE)
+
+    sent = await send_change(client, user["access_token"], US_PHONE, app_hash="FA+9qCX9VSu")
+
+    assert sent.status_code == 200, sent.text
+    assert form(twilio.routes[0].calls.last.request)["AppHash"] == "FA+9qCX9VSu"
