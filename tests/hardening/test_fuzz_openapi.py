@@ -234,11 +234,6 @@ def _run_stateful(
     return seen
 
 
-@pytest.mark.xfail(
-    reason="Known issue, open: since the admin API joined the app, Hypothesis stops this run "
-    "with FlakyStrategyDefinition (a rule's precondition or bundle differs between replays); "
-    "no response check fails. To be found and fixed, not left.",
-)
 def test_stateful_logins(served: FastAPI, monkeypatch: pytest.MonkeyPatch) -> None:
     """send → verify (a test number) → me / refresh / logout, chained through links."""
     seen = _run_stateful(served, CHECKS, monkeypatch)
