@@ -127,7 +127,7 @@ async def _process_state(
         primary=primary, test=TestNumberProvider(test_numbers, hasher), test_numbers=test_numbers
     )
     user_service = UserService()
-    session_service = SessionService(settings, TokenService(settings), user_service)
+    session_service = SessionService(settings, TokenService(settings), user_service, clocks.wall)
     state = app.state
     state.database = database
     state.metrics = metrics

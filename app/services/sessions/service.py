@@ -17,9 +17,11 @@ import hashlib
 import hmac
 import logging
 import secrets
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from app.core.config import Settings
 from app.core.database import UnitOfWork
@@ -80,8 +82,15 @@ class SessionService:
     """Opens sessions for logins, checks access tokens, rotates refresh tokens and
     revokes sessions; one per process."""
 
-    def __init__(self, settings: Settings, tokens: TokenService, users: UserService) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        tokens: TokenService,
+        users: UserService,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.tokens = tokens
+        self._clock = clock  # epoch seconds; injected so that tests move time
         self._users = users
         self._refresh_lifetime = settings.refresh_token_expire_seconds
         self._reuse_interval = timedelta(seconds=settings.refresh_token_reuse_interval_seconds)
@@ -132,7 +141,7 @@ class SessionService:
         if not raw or len(raw) > MAX_REFRESH_TOKEN_LENGTH:
             raise InvalidRefreshToken()
         repository = SessionRepository(uow)
-        now = utcnow()
+        now = datetime.fromtimestamp(self._clock(), UTC)
         token = await repository.token_by_hash(hash_token(raw))
         if token is None or token.expires_at <= now:
             raise InvalidRefreshToken()

@@ -1,0 +1,90 @@
+"""Access tokens at their bounds: the length cap, and the session id a token must name."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from jose import jwt
+
+from app.core.config import Settings
+from app.services.sessions.tokens import MAX_TOKEN_LENGTH, TokenError, TokenService
+
+# These tests build `Settings` themselves: the process environment stays out.
+pytestmark = pytest.mark.usefixtures("clean_settings_env")
+
+SECRET = "unit-test-secret-that-is-long-enough-0123456789"
+
+
+@pytest.fixture
+def service() -> TokenService:
+    settings = Settings(_env_file=None, environment="test", jwt_secret_key=SECRET)  # type: ignore[call-arg]
+    return TokenService(settings)
+
+
+def _issued(service: TokenService) -> str:
+    return service.issue(
+        user_id=42, session_id="session-1", phone="+996555123456", market="KG"
+    ).token
+
+
+def _resigned(token: str, *, header_pad: str = "", **changes: Any) -> str:
+    """The token's claims changed by `changes` (None deletes one), signed again with the
+    same key and key id; `header_pad` lengthens the header."""
+    claims = jwt.get_unverified_claims(token)
+    for name, value in changes.items():
+        if value is None:
+            claims.pop(name, None)
+        else:
+            claims[name] = value
+    headers = {"kid": jwt.get_unverified_header(token)["kid"]}
+    if header_pad:
+        headers["pad"] = header_pad
+    return jwt.encode(claims, SECRET, algorithm="HS256", headers=headers)
+
+
+def _of_length(service: TokenService, length: int) -> str:
+    """A validly signed token of exactly `length` characters (unused fields pad it; the
+    header's padding reaches the lengths base64 skips in the payload)."""
+    token = _issued(service)
+    for header_pad in ("", "x", "xx", "xxx"):
+        shortest = len(_resigned(token, header_pad=header_pad, pad=""))
+        for extra in range(-4, 5):
+            size = max(0, (length - shortest) * 3 // 4 + extra)
+            padded = _resigned(token, header_pad=header_pad, pad="x" * size)
+            if len(padded) == length:
+                return padded
+    raise AssertionError(f"no token of {length} characters")
+
+
+def test_a_token_of_exactly_the_cap_verifies(service: TokenService) -> None:
+    token = _of_length(service, MAX_TOKEN_LENGTH)
+
+    assert MAX_TOKEN_LENGTH == 4096
+    assert service.verify(token).user_id == 42
+
+
+@pytest.mark.parametrize(
+    "length", [MAX_TOKEN_LENGTH + 1, 2 * MAX_TOKEN_LENGTH, 4 * MAX_TOKEN_LENGTH]
+)
+def test_a_validly_signed_token_over_the_cap_is_refused_unread(
+    service: TokenService, length: int
+) -> None:
+    token = _of_length(service, length)
+
+    with pytest.raises(TokenError, match=r"^token too long$"):
+        service.verify(token)
+
+
+@pytest.mark.parametrize("sid", [pytest.param(None, id="no-sid"), pytest.param("", id="empty-sid")])
+def test_a_token_without_a_session_id_is_refused(service: TokenService, sid: str | None) -> None:
+    token = _resigned(_issued(service), sid=sid)
+
+    with pytest.raises(TokenError):
+        service.verify(token)
+
+
+def test_a_session_id_of_the_columns_length_is_accepted(service: TokenService) -> None:
+    token = _resigned(_issued(service), sid="s" * 32)
+
+    assert service.verify(token).session_id == "s" * 32
