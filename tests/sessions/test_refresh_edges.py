@@ -4,6 +4,7 @@ inside the interval."""
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -13,7 +14,13 @@ from app.main import Clocks
 from tests.conftest import ClientFactory, FakeClock
 from tests.helpers import (
     INVALID_REFRESH,
+    LOGOUT,
+    TEST_CODE,
+    TEST_NUMBER,
+    TEST_NUMBERS,
+    Records,
     assert_unauthorized,
+    bearer,
     event_rows,
     login,
     me,
@@ -118,3 +125,41 @@ async def test_a_rotated_token_lives_a_whole_lifetime_from_its_rotation(
     assert child["expires_at"] == _at(clock.now) + timedelta(seconds=LIFETIME)
     assert parent["rotated_at"] == _at(clock.now)
     assert child["parent_id"] == parent["id"]
+
+
+async def test_session_events_are_dated_by_the_injected_clock(
+    client_for: ClientFactory, db_engine: AsyncEngine, clock: FakeClock
+) -> None:
+    async with client_for(clocks=Clocks(wall=clock)) as client:
+        body = await login(client)
+        clock.advance(1000)
+        child = (await refresh(client, body["refresh_token"])).json()
+        refreshed_at = _at(clock.now)
+        clock.advance(INTERVAL + 1)
+        assert_unauthorized(await refresh(client, body["refresh_token"]), INVALID_REFRESH)
+        reused_at = _at(clock.now)
+        other = await login(client)
+        clock.advance(5)
+        assert (await client.post(LOGOUT, headers=bearer(other["access_token"]))).status_code == 204
+
+    assert child["refresh_expires_in"] == LIFETIME
+    events = [(row["event"], row["created_at"]) for row in await event_rows(db_engine)]
+    assert events[1:3] == [("refresh", refreshed_at), ("reuse_detected", reused_at)]
+    assert events[-1] == ("logout", _at(clock.now))
+
+
+async def test_logout_logs_how_many_sessions_it_ended(
+    client_for: ClientFactory, app_logs: Records
+) -> None:
+    async with client_for(**TEST_NUMBERS) as client:
+        first = await login(client, TEST_NUMBER, TEST_CODE)
+        await login(client, TEST_NUMBER, TEST_CODE)
+        third = await login(client, TEST_NUMBER, TEST_CODE)
+        await client.post(LOGOUT, headers=bearer(first["access_token"]))
+        await client.post(LOGOUT, headers=bearer(third["access_token"]), json={"scope": "global"})
+
+    user = first["user"]["id"]
+    assert [m for m in app_logs.at(logging.INFO) if m.startswith("Logout")] == [
+        f"Logout: user={user} sessions ended=1 scope=session",
+        f"Logout: user={user} sessions ended=2 scope=global",
+    ]

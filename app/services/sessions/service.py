@@ -27,7 +27,6 @@ from app.core.config import Settings
 from app.core.database import UnitOfWork
 from app.core.phone import mask_phone
 from app.models.auth_event import AuthEvent, AuthEventType
-from app.models.base import utcnow
 from app.models.login_session import RefreshToken
 from app.models.user import User
 from app.services.sessions.exceptions import (
@@ -132,6 +131,9 @@ class SessionService:
             raise UserDisabled()
         return Authenticated(user=user, claims=claims)
 
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self._clock(), UTC)
+
     def _child_token(self, parent: str) -> str:
         digest = hmac.new(self._key, parent.encode(), hashlib.sha256).digest()
         return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
@@ -141,7 +143,7 @@ class SessionService:
         if not raw or len(raw) > MAX_REFRESH_TOKEN_LENGTH:
             raise InvalidRefreshToken()
         repository = SessionRepository(uow)
-        now = datetime.fromtimestamp(self._clock(), UTC)
+        now = self._now()
         token = await repository.token_by_hash(hash_token(raw))
         if token is None or token.expires_at <= now:
             raise InvalidRefreshToken()
@@ -162,7 +164,9 @@ class SessionService:
                 expires_at=now + timedelta(seconds=self._refresh_lifetime),
             )
             repository.add_token(child)
-            repository.add_event(_event(AuthEventType.REFRESH, user, login_session.id, client_ip))
+            repository.add_event(
+                _event(AuthEventType.REFRESH, user, login_session.id, client_ip, now)
+            )
             await repository.flush()
             return self._pair(user, login_session.id, child, child_raw)
 
@@ -181,7 +185,7 @@ class SessionService:
         if within_interval:
             raise InvalidRefreshToken()
         await repository.revoke_for_reuse(
-            _event(AuthEventType.REUSE_DETECTED, user, login_session.id, client_ip)
+            _event(AuthEventType.REUSE_DETECTED, user, login_session.id, client_ip, now)
         )
         logger.warning(
             "Refresh token reuse detected: session %s of user %s revoked (%s)",
@@ -220,13 +224,23 @@ class SessionService:
         ):
             await repository.revoke(login_session.id, reason)
             revoked += 1
-        repository.add_event(_event(AuthEventType.LOGOUT, user, session_id, client_ip))
+        repository.add_event(_event(AuthEventType.LOGOUT, user, session_id, client_ip, self._now()))
         await repository.flush()
+        logger.info(
+            "Logout: user=%s sessions ended=%s scope=%s",
+            user.id,
+            revoked,
+            "global" if everywhere else "session",
+        )
         return revoked
 
 
 def _event(
-    event: AuthEventType, user: User, session_id: str | None, client_ip: str | None
+    event: AuthEventType,
+    user: User,
+    session_id: str | None,
+    client_ip: str | None,
+    now: datetime,
 ) -> AuthEvent:
     return AuthEvent(
         event=event.value,
@@ -234,5 +248,5 @@ def _event(
         session_id=session_id,
         phone_masked=mask_phone(user.phone),
         client_ip=client_ip,
-        created_at=utcnow(),
+        created_at=now,
     )
