@@ -15,6 +15,7 @@ the whole suite.
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 import os
 import shutil
@@ -129,14 +130,16 @@ def _diff(work: Path, mutant: str) -> str:
     )
 
 
-def _run_group(name: str, group: Group, env: dict[str, str]) -> list[tuple[str, int, int]]:
+def _run_group(
+    name: str, group: Group, env: dict[str, str], only: list[str]
+) -> list[tuple[str, int, int]]:
     print(
         f"\n=== {name}: {', '.join(group.modules)}\n    tests: {' '.join(group.tests)}", flush=True
     )
     work = _prepare(name, group)
     started = time.monotonic()
     run = subprocess.run(  # noqa: S603
-        [str(ROOT / ".venv/bin/mutmut"), "run"],
+        [str(ROOT / ".venv/bin/mutmut"), "run", *only],
         cwd=work,
         env=env,
         stdout=subprocess.PIPE,
@@ -151,6 +154,12 @@ def _run_group(name: str, group: Group, env: dict[str, str]) -> list[tuple[str, 
     scores = []
     for module in group.modules:
         results = _results(work, module)
+        if only:
+            results = {
+                key: code
+                for key, code in results.items()
+                if any(fnmatch.fnmatch(key, pattern) for pattern in only)
+            }
         counted = {key: code for key, code in results.items() if code not in SKIPPED}
         killed = sum(1 for code in counted.values() if code in KILLED)
         scores.append((module, killed, len(counted)))
@@ -190,6 +199,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("groups", nargs="*", help=f"of {', '.join(GROUPS)}; default: all")
     parser.add_argument("--list", action="store_true", help="print the groups and exit")
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="only the mutants whose names match (mutmut's names, * as wildcard), e.g. "
+        "'app.services.sessions.service.*refresh*'",
+    )
     args = parser.parse_args()
     if args.list:
         for name, group in GROUPS.items():
@@ -209,7 +226,9 @@ def main() -> int:
         else:
             env["TEST_REDIS_URL"] = redis[1]
     try:
-        scores = [score for name in chosen for score in _run_group(name, GROUPS[name], env)]
+        scores = [
+            score for name in chosen for score in _run_group(name, GROUPS[name], env, args.only)
+        ]
     finally:
         if redis is not None:
             redis[0].send_signal(signal.SIGTERM)

@@ -8,6 +8,7 @@ import pytest
 from jose import jwt
 
 from app.core.config import Settings
+from app.models.user import MAX_USER_ID
 from app.services.sessions.tokens import MAX_TOKEN_LENGTH, TokenError, TokenService
 
 # These tests build `Settings` themselves: the process environment stays out.
@@ -88,3 +89,50 @@ def test_a_session_id_of_the_columns_length_is_accepted(service: TokenService) -
     token = _resigned(_issued(service), sid="s" * 32)
 
     assert service.verify(token).session_id == "s" * 32
+
+
+def test_the_largest_user_id_and_a_one_character_session_id_are_accepted(
+    service: TokenService,
+) -> None:
+    token = _resigned(_issued(service), sub=str(MAX_USER_ID), sid="s")
+
+    claims = service.verify(token)
+
+    assert (claims.user_id, claims.session_id) == (MAX_USER_ID, "s")
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        pytest.param({"sub": str(MAX_USER_ID + 1)}, "sub is not a user id", id="sub"),
+        pytest.param({"sid": "s" * 33}, "sid is not a session id", id="sid"),
+    ],
+)
+def test_a_refusal_says_which_claim_is_wrong(
+    service: TokenService, changes: dict[str, Any], reason: str
+) -> None:
+    with pytest.raises(TokenError) as caught:
+        service.verify(_resigned(_issued(service), **changes))
+
+    assert str(caught.value) == reason
+
+
+def test_a_key_id_of_no_known_key_is_refused_as_such(service: TokenService) -> None:
+    token = _issued(service)
+    forged = jwt.encode(
+        jwt.get_unverified_claims(token), SECRET, algorithm="HS256", headers={"kid": "retired"}
+    )
+
+    with pytest.raises(TokenError) as caught:
+        service.verify(forged)
+
+    assert str(caught.value) == "unknown key id"
+
+
+def test_a_key_id_that_is_not_text_counts_as_none(service: TokenService) -> None:
+    # Like a token without `kid`: the current key is the one that must verify it.
+    token = jwt.encode(
+        jwt.get_unverified_claims(_issued(service)), SECRET, algorithm="HS256", headers={"kid": 7}
+    )
+
+    assert service.verify(token).user_id == 42
