@@ -136,3 +136,29 @@ def test_a_key_id_that_is_not_text_counts_as_none(service: TokenService) -> None
     )
 
     assert service.verify(token).user_id == 42
+
+
+def test_claims_the_service_does_not_require_read_as_empty_when_missing(
+    service: TokenService,
+) -> None:
+    token = _resigned(_issued(service), phone=None, market=None, jti=None)
+
+    claims = service.verify(token)
+
+    assert (claims.phone, claims.market, claims.jti) == ("", "", "")
+
+
+def test_verify_reads_back_every_claim_it_issued(service: TokenService) -> None:
+    token = service.issue(
+        user_id=42, session_id="session-1", phone="+996555123456", market="KG", jti="j" * 32
+    ).token
+
+    claims = service.verify(token)
+
+    assert (claims.user_id, claims.session_id, claims.phone, claims.market, claims.jti) == (
+        42,
+        "session-1",
+        "+996555123456",
+        "KG",
+        "j" * 32,
+    )
