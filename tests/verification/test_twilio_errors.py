@@ -64,8 +64,10 @@ async def test_start_misconfiguration_is_503_with_an_error_log(
     assert response.status_code == 503
     assert response.json() == {"success": False, "detail": UNAVAILABLE}
     assert start.call_count == 1
-    errors = _error_records(caplog)
-    assert any(str(code) in message for message in errors), errors
+    assert _error_records(caplog) == [
+        f"Twilio is misconfigured (Twilio code {code}) during send for {KG_MASKED}: "
+        f"HTTP {status}, Twilio code {code}"
+    ]
     assert await verifications(db_engine) == []
 
 
@@ -354,8 +356,10 @@ async def test_check_misconfiguration_is_503_detail_alone(
 
     assert response.status_code == 503
     assert response.json() == {"detail": UNAVAILABLE}
-    errors = _error_records(caplog)
-    assert any(str(code) in message and KG_MASKED in message for message in errors), errors
+    assert _error_records(caplog) == [
+        f"Twilio is misconfigured (Twilio code {code}) during verify for {KG_MASKED}: "
+        f"check: HTTP {status}, Twilio code {code}"
+    ]
 
 
 async def test_twilio_failures_are_not_wrong_codes(
