@@ -21,6 +21,7 @@ from tests.helpers import (
     Records,
     assert_unauthorized,
     bearer,
+    claims,
     event_rows,
     login,
     me,
@@ -163,3 +164,22 @@ async def test_logout_logs_how_many_sessions_it_ended(
         f"Logout: user={user} sessions ended=1 scope=session",
         f"Logout: user={user} sessions ended=2 scope=global",
     ]
+
+
+async def test_a_refreshed_access_token_carries_the_session_and_the_rotation(
+    client_for: ClientFactory, db_engine: AsyncEngine, clock: FakeClock
+) -> None:
+    async with client_for(clocks=Clocks(wall=clock)) as client:
+        body = await login(client)
+        clock.advance(100)
+        renewed = (await refresh(client, body["refresh_token"])).json()
+
+    before, after = claims(body["access_token"]), claims(renewed["access_token"])
+    child_hash = sha256_hex(renewed["refresh_token"])
+    assert {name: after[name] for name in ("sub", "sid", "phone", "market")} == {
+        name: before[name] for name in ("sub", "sid", "phone", "market")
+    }
+    assert (after["market"], after["phone"]) == ("KG", body["user"]["phone"])
+    assert after["iat"] == int(clock.now)
+    assert after["exp"] == int(clock.now) + 900
+    assert after["jti"] == child_hash[:32]

@@ -162,3 +162,12 @@ def test_verify_reads_back_every_claim_it_issued(service: TokenService) -> None:
         "KG",
         "j" * 32,
     )
+
+
+def test_a_refusal_by_the_jwt_library_keeps_its_reason(service: TokenService) -> None:
+    token = _resigned(_issued(service), iat=1_000_000, exp=1_000_900)
+
+    with pytest.raises(TokenError) as caught:
+        service.verify(token)
+
+    assert str(caught.value) == "Signature has expired."
