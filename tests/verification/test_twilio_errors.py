@@ -458,3 +458,17 @@ async def test_a_failed_check_logs_twilios_status_and_code(
     assert (await _verify(client)).status_code == 502
 
     assert _logged(caplog, level) == [message.format(masked=KG_MASKED)]
+
+
+async def test_a_refused_number_is_logged_masked_with_twilios_code(
+    client: httpx.AsyncClient, twilio: respx.MockRouter, caplog: pytest.LogCaptureFixture
+) -> None:
+    twilio.post(START_PATH).mock(return_value=twilio_error(21211, 400))
+
+    assert (await client.post(SEND, json={"phone": KG_PHONE})).status_code == 400
+
+    assert [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno == logging.INFO and r.name == "app.services.verification.providers.twilio"
+    ] == [f"Twilio refused {KG_MASKED}: HTTP 400, Twilio code 21211"]
