@@ -171,3 +171,13 @@ def test_a_refusal_by_the_jwt_library_keeps_its_reason(service: TokenService) ->
         service.verify(token)
 
     assert str(caught.value) == "Signature has expired."
+
+
+@pytest.mark.parametrize("claim", ["sub", "iss", "aud", "exp", "iat"])
+def test_a_token_missing_a_required_claim_is_refused_naming_it(
+    service: TokenService, claim: str
+) -> None:
+    with pytest.raises(TokenError) as caught:
+        service.verify(_resigned(_issued(service), **{claim: None}))
+
+    assert str(caught.value) == f'missing required key "{claim}" among claims'
