@@ -64,8 +64,10 @@ async def test_start_misconfiguration_is_503_with_an_error_log(
     assert response.status_code == 503
     assert response.json() == {"success": False, "detail": UNAVAILABLE}
     assert start.call_count == 1
-    errors = _error_records(caplog)
-    assert any(str(code) in message for message in errors), errors
+    assert _error_records(caplog) == [
+        f"Twilio is misconfigured (Twilio code {code}) during send for {KG_MASKED}: "
+        f"HTTP {status}, Twilio code {code}"
+    ]
     assert await verifications(db_engine) == []
 
 
@@ -354,8 +356,10 @@ async def test_check_misconfiguration_is_503_detail_alone(
 
     assert response.status_code == 503
     assert response.json() == {"detail": UNAVAILABLE}
-    errors = _error_records(caplog)
-    assert any(str(code) in message and KG_MASKED in message for message in errors), errors
+    assert _error_records(caplog) == [
+        f"Twilio is misconfigured (Twilio code {code}) during verify for {KG_MASKED}: "
+        f"check: HTTP {status}, Twilio code {code}"
+    ]
 
 
 async def test_twilio_failures_are_not_wrong_codes(
@@ -374,3 +378,97 @@ async def test_twilio_failures_are_not_wrong_codes(
     assert [f.status_code for f in failures] == [502] * 3
     assert after.status_code == 200, after.text
     assert check.call_count == 4
+
+
+# --- what the log says -------------------------------------------------------------------
+
+
+def _logged(caplog: pytest.LogCaptureFixture, level: int) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno == level and r.name == "app.services.verification.service"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("answer", "level", "message"),
+    [
+        pytest.param(
+            twilio_error(60999, 400),
+            logging.WARNING,
+            "Twilio refused send for {masked} with an error the service does not map "
+            "(Twilio code 60999): start: HTTP 400, Twilio code 60999",
+            id="unmapped-4xx",
+        ),
+        pytest.param(
+            twilio_error(20500, 500),
+            logging.ERROR,
+            "Twilio failed during send for {masked} (Twilio code 20500): "
+            "start: HTTP 500, Twilio code 20500",
+            id="5xx",
+        ),
+    ],
+)
+async def test_a_failed_send_logs_twilios_status_and_code(
+    client: httpx.AsyncClient,
+    twilio: respx.MockRouter,
+    caplog: pytest.LogCaptureFixture,
+    answer: httpx.Response,
+    level: int,
+    message: str,
+) -> None:
+    twilio.post(START_PATH).mock(return_value=answer)
+
+    assert (await client.post(SEND, json={"phone": KG_PHONE})).status_code == 502
+
+    assert _logged(caplog, level) == [message.format(masked=KG_MASKED)]
+
+
+@pytest.mark.parametrize(
+    ("answer", "level", "message"),
+    [
+        pytest.param(
+            twilio_error(60999, 400),
+            logging.WARNING,
+            "Twilio refused verify for {masked} with an error the service does not map "
+            "(Twilio code 60999): check: HTTP 400, Twilio code 60999",
+            id="unmapped-4xx",
+        ),
+        pytest.param(
+            twilio_error(20500, 500),
+            logging.ERROR,
+            "Twilio failed during verify for {masked} (Twilio code 20500): "
+            "check: HTTP 500, Twilio code 20500",
+            id="5xx",
+        ),
+    ],
+)
+async def test_a_failed_check_logs_twilios_status_and_code(
+    client: httpx.AsyncClient,
+    twilio: respx.MockRouter,
+    caplog: pytest.LogCaptureFixture,
+    answer: httpx.Response,
+    level: int,
+    message: str,
+) -> None:
+    await _send(client, twilio)
+    twilio.post(CHECK_PATH).mock(return_value=answer)
+
+    assert (await _verify(client)).status_code == 502
+
+    assert _logged(caplog, level) == [message.format(masked=KG_MASKED)]
+
+
+async def test_a_refused_number_is_logged_masked_with_twilios_code(
+    client: httpx.AsyncClient, twilio: respx.MockRouter, caplog: pytest.LogCaptureFixture
+) -> None:
+    twilio.post(START_PATH).mock(return_value=twilio_error(21211, 400))
+
+    assert (await client.post(SEND, json={"phone": KG_PHONE})).status_code == 400
+
+    assert [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno == logging.INFO and r.name == "app.services.verification.providers.twilio"
+    ] == [f"Twilio refused {KG_MASKED}: HTTP 400, Twilio code 21211"]

@@ -27,7 +27,6 @@ from app.core.config import Settings
 from app.core.database import UnitOfWork
 from app.core.phone import mask_phone
 from app.models.auth_event import AuthEvent, AuthEventType
-from app.models.base import utcnow
 from app.models.login_session import LoginSession, RefreshToken
 from app.models.user import User
 from app.services.sessions.exceptions import (
@@ -92,8 +91,8 @@ class SessionService:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.tokens = tokens
+        self._clock = clock  # epoch seconds; injected so that tests move time
         self._users = users
-        self._clock = clock
         self._recent_login_seconds = settings.recent_login_seconds
         self._refresh_lifetime = settings.refresh_token_expire_seconds
         self._reuse_interval = timedelta(seconds=settings.refresh_token_reuse_interval_seconds)
@@ -171,7 +170,7 @@ class SessionService:
         for other in await repository.active_sessions(user_id, None):
             if other.id != session_id:
                 await repository.revoke(other.id, "phone_changed")
-        now = utcnow()
+        now = self._now()
         raw = secrets.token_urlsafe(32)
         renewed = NewLoginSession(
             id=session_id,
@@ -191,6 +190,9 @@ class SessionService:
         await repository.flush()
         return renewed
 
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self._clock(), UTC)
+
     def _child_token(self, parent: str) -> str:
         digest = hmac.new(self._key, parent.encode(), hashlib.sha256).digest()
         return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
@@ -200,7 +202,7 @@ class SessionService:
         if not raw or len(raw) > MAX_REFRESH_TOKEN_LENGTH:
             raise InvalidRefreshToken()
         repository = SessionRepository(uow)
-        now = utcnow()
+        now = self._now()
         token = await repository.token_by_hash(hash_token(raw))
         if token is None or token.expires_at <= now:
             raise InvalidRefreshToken()
@@ -223,7 +225,9 @@ class SessionService:
                 expires_at=now + timedelta(seconds=self._refresh_lifetime),
             )
             repository.add_token(child)
-            repository.add_event(_event(AuthEventType.REFRESH, user, login_session.id, client_ip))
+            repository.add_event(
+                _event(AuthEventType.REFRESH, user, login_session.id, client_ip, now)
+            )
             await repository.flush()
             return self._pair(user, login_session, child, child_raw)
 
@@ -243,7 +247,7 @@ class SessionService:
         if within_interval:
             raise InvalidRefreshToken()
         await repository.revoke_for_reuse(
-            _event(AuthEventType.REUSE_DETECTED, user, login_session.id, client_ip)
+            _event(AuthEventType.REUSE_DETECTED, user, login_session.id, client_ip, now)
         )
         logger.warning(
             "Refresh token reuse detected: session %s of user %s revoked (%s)",
@@ -287,8 +291,14 @@ class SessionService:
         ):
             await repository.revoke(login_session.id, reason)
             revoked += 1
-        repository.add_event(_event(AuthEventType.LOGOUT, user, session_id, client_ip))
+        repository.add_event(_event(AuthEventType.LOGOUT, user, session_id, client_ip, self._now()))
         await repository.flush()
+        logger.info(
+            "Logout: user=%s sessions ended=%s scope=%s",
+            user.id,
+            revoked,
+            "global" if everywhere else "session",
+        )
         return revoked
 
     async def revoke_all(self, uow: UnitOfWork, user_id: int, reason: str) -> int:
@@ -298,11 +308,15 @@ class SessionService:
 
     async def active_counts(self, uow: UnitOfWork, user_ids: list[int]) -> dict[int, int]:
         """How many sessions each user has that are not revoked and can still be renewed."""
-        return await SessionRepository(uow).active_counts(user_ids, utcnow())
+        return await SessionRepository(uow).active_counts(user_ids, self._now())
 
 
 def _event(
-    event: AuthEventType, user: User, session_id: str | None, client_ip: str | None
+    event: AuthEventType,
+    user: User,
+    session_id: str | None,
+    client_ip: str | None,
+    now: datetime,
 ) -> AuthEvent:
     return AuthEvent(
         event=event.value,
@@ -310,5 +324,5 @@ def _event(
         session_id=session_id,
         phone_masked=mask_phone(user.phone),
         client_ip=client_ip,
-        created_at=utcnow(),
+        created_at=now,
     )
