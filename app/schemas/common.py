@@ -108,7 +108,11 @@ def _channel(value: Any) -> Channel:
 ChannelInput = Annotated[Channel, BeforeValidator(_channel)]
 
 
-CAPTCHA_TOKEN_MAX_LENGTH = 8192
+# Providers' tokens are printable ASCII (Turnstile's at most 2048 characters): the
+# bound keeps a send's body well under the 16 KiB body limit.
+CAPTCHA_TOKEN_MAX_LENGTH = 4096
+MSG_CHALLENGE_NOT_PASSED = "The challenge was not passed. Please try again."
+_TOKEN = re.compile(r"[!-~]+")
 MSG_INVALID_APP_HASH = "Enter a valid app hash: 11 characters of A-Z, a-z, 0-9, + and /."
 _APP_HASH = re.compile(r"[A-Za-z0-9+/]{11}")
 
@@ -125,6 +129,8 @@ def _captcha_token(value: Any) -> str | None:
             "token_too_long",
             f"Ensure this field has no more than {CAPTCHA_TOKEN_MAX_LENGTH} characters.",
         )
+    if token and not _TOKEN.fullmatch(token):
+        raise PydanticCustomError("captcha_token", MSG_CHALLENGE_NOT_PASSED)
     return token or None
 
 
@@ -135,6 +141,7 @@ CaptchaTokenInput = Annotated[
         {
             "type": "string",
             "maxLength": CAPTCHA_TOKEN_MAX_LENGTH,
+            "pattern": "^[!-~]+$",
             "description": "The token of a passed challenge (Turnstile, hCaptcha or "
             "reCAPTCHA, as GET /api/v1/auth/settings names it). Needed only when a send "
             'answered 400 `{"captcha_token": [...]}`.',

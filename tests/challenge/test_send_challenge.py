@@ -443,8 +443,10 @@ async def test_the_outgoing_send_is_unchanged_by_a_passed_challenge(
         pytest.param(12345, "Not a valid string.", id="number"),
         pytest.param(["a"], "Not a valid string.", id="list"),
         pytest.param(
-            "x" * 8193, "Ensure this field has no more than 8192 characters.", id="too-long"
+            "x" * 4097, "Ensure this field has no more than 4096 characters.", id="too-long"
         ),
+        pytest.param("tok\u00e9n", FAILED["captcha_token"][0], id="not-ascii"),
+        pytest.param("to ken", FAILED["captcha_token"][0], id="inner-space"),
     ],
 )
 async def test_a_token_that_is_not_a_token_is_refused_on_its_field(
