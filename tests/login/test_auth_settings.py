@@ -168,6 +168,8 @@ async def test_no_secret_setting_is_in_the_answer(
         "twilio_auth_token": "twilio-auth-token-0123456789abcdef",
         "twilio_account_sid": "AC" + "7" * 32,
         "twilio_verify_service_sid": "VA" + "8" * 32,
+        "vonage_api_key": "vonage-key-0123",
+        "vonage_api_secret": "vonage-secret-0123456789",
         **captcha(captcha_secret_key="0x4AAAAAAAthe-captcha-secret-9876543210"),
         "rate_limit_storage_url": "redis://:redis-password-0123456789@127.0.0.1:1/0",
     }
@@ -177,7 +179,11 @@ async def test_no_secret_setting_is_in_the_answer(
     async with client_for(**secrets) as client:
         text = (await client.get(SETTINGS)).text
 
-    named = _secret_fields() | {"twilio_account_sid", "twilio_verify_service_sid"}
+    named = _secret_fields() | {
+        "twilio_account_sid",
+        "twilio_verify_service_sid",
+        "vonage_api_key",
+    }
     values = [str(secrets[name]) for name in named]
     values += [line for line in (pem + key_file.read_text()).splitlines() if len(line) > 20]
     values += ["redis-password-0123456789", SECRET]

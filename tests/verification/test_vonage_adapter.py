@@ -121,6 +121,18 @@ async def test_start_posts_json_to_v2_verify_with_basic_auth(
     }
 
 
+async def test_an_app_hash_goes_with_the_sms_step(
+    adapter: VonageVerifyClient, vonage_api: respx.MockRouter
+) -> None:
+    route = vonage_api.post(START_PATH).mock(return_value=started())
+
+    await adapter.start(start_request(app_hash="FA+9qCX9VSu"))
+
+    assert payload(route.calls.last.request)["workflow"] == [
+        {"channel": "sms", "to": KG_PHONE.removeprefix("+"), "app_hash": "FA+9qCX9VSu"}
+    ]
+
+
 @pytest.mark.parametrize(
     ("channel", "sent"), [("sms", "sms"), ("whatsapp", "whatsapp"), ("call", "voice")]
 )

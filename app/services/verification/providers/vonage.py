@@ -137,15 +137,16 @@ class VonageVerifyClient:
     async def start(self, request: StartRequest) -> StartResult:
         """Create a verification: Vonage sends the code. A verification already in
         progress for the number (409) is cancelled and the start made once more."""
+        step: dict[str, str] = {
+            "channel": _CHANNELS.get(request.channel, request.channel),
+            "to": request.phone.removeprefix("+"),
+        }
+        if request.app_hash and step["channel"] == "sms":
+            step["app_hash"] = request.app_hash  # Android's SMS Retriever reads the code
         body: dict[str, Any] = {
             "brand": self._brand,
             "code_length": self._code_length,
-            "workflow": [
-                {
-                    "channel": _CHANNELS.get(request.channel, request.channel),
-                    "to": request.phone.removeprefix("+"),
-                }
-            ],
+            "workflow": [step],
         }
         locale = vonage_locale(request.locale)
         if locale is not None:
