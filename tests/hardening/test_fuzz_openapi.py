@@ -247,7 +247,7 @@ def _run_stateful(
     Login.run(
         settings=settings(
             max_examples=100,
-            stateful_step_count=6,
+            stateful_step_count=10,
             deadline=None,
             database=None,
             derandomize=True,
