@@ -84,12 +84,14 @@ def parse_storage_url(url: str) -> RedisTopology:
 @dataclass(slots=True)
 class RedisClients:
     """The client that runs the windows' scripts, the one for health pings, the
-    master's address now (Sentinel), and how to close them."""
+    master's address now (Sentinel), how to drop the connections to an old master,
+    and how to close them all."""
 
     windows: Redis | RedisCluster
     health: Redis | RedisCluster
     master: Callable[[], Awaitable[str | None]]
     close: Callable[[], Awaitable[None]]
+    forget_master: Callable[[], Awaitable[None]] | None = None
 
 
 async def _no_master() -> str | None:
@@ -166,4 +168,10 @@ def connect(topology: RedisTopology, max_connections: int, timeout: float) -> Re
         for client in sentinel.sentinels:
             await client.aclose()
 
-    return RedisClients(master, health_master, master_address, close_sentinel)
+    async def forget_master() -> None:
+        # The pool asks the sentinels for the master only when it opens a connection:
+        # the idle ones would otherwise each fail once on the old master.
+        await master.connection_pool.disconnect()
+        await health_master.connection_pool.disconnect()
+
+    return RedisClients(master, health_master, master_address, close_sentinel, forget_master)

@@ -152,18 +152,22 @@ class RateLimiter:
             async with asyncio.timeout(REDIS_TIMEOUT_SECONDS):
                 await self._clients.health.ping()
                 master = await self._clients.master()
+                await self._moved(master)
         except Exception as exc:  # any failure to answer is the answer
             self._down(exc if failure is None else failure)
             return False
-        self._moved(master)
         self._up()
         return True
 
-    def _moved(self, master: str | None) -> None:
-        """Sentinel: note a new master (a failover), logged and counted once."""
+    async def _moved(self, master: str | None) -> None:
+        """Sentinel: note a new master (a failover), logged and counted once, and drop
+        the connections to the old one."""
         if master is None or master == self._master:
             return
         if self._master is not None:
+            assert self._clients is not None
+            if self._clients.forget_master is not None:
+                await self._clients.forget_master()
             if self._metrics is not None:
                 self._metrics.rate_limit_storage_failovers.inc()
             logger.warning(
