@@ -4,7 +4,8 @@ Built on the `limits` library's moving windows. A busy Redis pool is not an
 outage: callers queue for a connection. Only when Redis cannot be reached (a
 call fails and a health ping fails too) do the windows fall back to this
 process's memory, logged and counted once per outage, until a health ping
-answers again; logins keep working meanwhile.
+answers again; logins keep working meanwhile. Redis is one server, Sentinel's
+master (followed across failovers) or a Cluster (`topology.py`).
 """
 
 from __future__ import annotations
@@ -214,7 +215,8 @@ class RateLimiter:
     async def run_in_order(self, steps: Sequence[Step]) -> int | None:
         """Go through `steps` in order, stopping at the first window that is used up:
         its index, or None when every window had room (and those to take, took one).
-        With Redis, one round trip whatever the number of steps."""
+        With Redis, one round trip whatever the number of steps (on a Cluster, one per
+        run of steps of one identity)."""
         if self._redis is not None:
             try:
                 return await self._on_redis(lambda redis: redis.run_in_order(steps))
