@@ -250,7 +250,9 @@ class Settings(BaseSettings):
     refresh_token_reuse_interval_seconds: int = Field(default=10, ge=0, le=300)
 
     rate_limit_enabled: bool = True
-    rate_limit_storage_url: str = Field(default="memory://", pattern=r"^(memory|redis|rediss)://")
+    rate_limit_storage_url: str = Field(
+        default="memory://", pattern=r"^(memory|redis|rediss|redis\+sentinel|redis\+cluster)://"
+    )
     rate_limit_key_prefix: str = Field(default="phone-auth", min_length=1)
     rate_limit_redis_max_connections: int = Field(default=50, ge=1, le=1000)
     rate_limit_memory_max_keys: int = Field(default=75_000, ge=100, le=100_000_000)

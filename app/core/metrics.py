@@ -84,6 +84,12 @@ class Metrics:
             "and were asked again",
             registry=registry,
         )
+        self.rate_limit_storage_failovers = Counter(
+            "phone_auth_rate_limit_storage_failovers_total",
+            "Times the Sentinel master of the limits' Redis moved to another server, as "
+            "seen by a health ping",
+            registry=registry,
+        )
         self.rate_limit_evictions = Counter(
             "phone_auth_rate_limit_evictions_total",
             "In-process rate-limit windows evicted at RATE_LIMIT_MEMORY_MAX_KEYS "

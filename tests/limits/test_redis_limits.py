@@ -301,7 +301,11 @@ async def test_windows_decided_in_one_round_trip_answer_as_one_at_a_time(
 ) -> None:
     """A decision's windows go to Redis in one script call; its answers are those of
     taking and checking the windows one at a time in process."""
-    shared = RateLimiter(redis_url, key_prefix, clock=clock)
+    await answer_as_one_at_a_time(RateLimiter(redis_url, key_prefix, clock=clock), clock, seed)
+
+
+async def answer_as_one_at_a_time(shared: RateLimiter, clock: FakeClock, seed: int) -> None:
+    """`shared` answers random decisions as the in-process windows do; closes it."""
     in_process = RateLimiter("memory://", clock=clock)
     client_items = parse_limits("4/10 minutes")
     number_items = parse_limits("2/minute;3/10 minutes;5/hour")

@@ -7,6 +7,13 @@ These scripts take the same steps over the same keys and lists as `limits`'
 moving-window scripts (acquire_moving_window.lua, moving_window.lua), for
 several windows at once, so both read and write the same windows. Imported
 only when RATE_LIMIT_STORAGE_URL is Redis.
+
+On a Redis Cluster every key of one script must be in one hash slot. A window's
+key carries its identifiers (the limit and whose window it is: a client, a
+number, a market) as a hash tag, so that the windows of one identity share a
+slot and different identities spread over the nodes; a decision is split into
+one script per run of steps of one identity, in order (see "Scaling out" in
+the README for what that keeps and gives up).
 """
 
 from __future__ import annotations
@@ -16,7 +23,8 @@ from collections.abc import Sequence
 
 from limits import RateLimitItem
 from limits.errors import StorageError
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
 from app.services.limits.steps import Clock, Step
@@ -77,20 +85,50 @@ class RedisWindows:
     """Several moving windows per round trip; Redis failures raise `StorageError`."""
 
     def __init__(
-        self, pool: BlockingConnectionPool, key_prefix: str, clock: Clock = time.time
+        self, client: Redis | RedisCluster, key_prefix: str, clock: Clock = time.time
     ) -> None:
         self._clock = clock
-        client = Redis(connection_pool=pool)
+        self._cluster = isinstance(client, RedisCluster)
+        self._client = client
+        self._initialized = False
         self._in_order = client.register_script(_IN_ORDER)
         self._windows = client.register_script(_WINDOWS)
         self._prefix = key_prefix
 
     def _key(self, item: RateLimitItem, identifiers: tuple[str, ...]) -> str:
+        if self._cluster:
+            # The hash tag: one identity's windows in one slot, identities spread out.
+            return f"{self._prefix}:{{{'/'.join(identifiers)}}}:{item.key_for(*identifiers)}"
         return f"{self._prefix}:{item.key_for(*identifiers)}"
 
     async def run_in_order(self, steps: Sequence[Step]) -> int | None:
         """Go through `steps` in order, stopping at the first window that is full:
-        its index, or None when every window had room (and those to take, took one)."""
+        its index, or None when every window had room (and those to take, took one).
+        One script call; on a Cluster, one per run of steps of one identity."""
+        if not self._cluster:
+            return await self._run(steps)
+        await self._initialize()
+        start = 0
+        for run in _runs(steps):
+            refused = await self._run(run)
+            if refused is not None:
+                return start + refused
+            start += len(run)
+        return None
+
+    async def _initialize(self) -> None:
+        """Learn the cluster's slots before the first scripts: redis-py's cluster client,
+        when its first calls run concurrently on several nodes, can send on a connection
+        that another call's discovery has just closed."""
+        if self._initialized or not isinstance(self._client, RedisCluster):
+            return
+        try:
+            await self._client.initialize()
+        except RedisError as exc:
+            raise StorageError(exc) from exc
+        self._initialized = True
+
+    async def _run(self, steps: Sequence[Step]) -> int | None:
         args: list[float | int] = [self._clock()]
         for step in steps:
             args += [step.item.amount, step.item.get_expiry(), int(step.take)]
@@ -141,6 +179,7 @@ class RedisWindows:
         now: float | None = None,
     ) -> list[tuple[float | None, int]]:
         """Each window's oldest hit still inside it (None when empty) and its count."""
+        await self._initialize()
         args: list[float | int] = [self._clock() if now is None else now]
         for item in items:
             args += [item.amount, item.get_expiry()]
@@ -150,3 +189,14 @@ class RedisWindows:
         except RedisError as exc:
             raise StorageError(exc) from exc
         return [(float(oldest) if oldest else None, int(count)) for oldest, count in windows]
+
+
+def _runs(steps: Sequence[Step]) -> list[Sequence[Step]]:
+    """`steps` cut where the identity changes: each run's keys share a hash slot."""
+    runs: list[Sequence[Step]] = []
+    start = 0
+    for index in range(1, len(steps) + 1):
+        if index == len(steps) or steps[index].identifiers != steps[start].identifiers:
+            runs.append(steps[start:index])
+            start = index
+    return runs

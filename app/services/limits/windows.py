@@ -4,7 +4,8 @@ Built on the `limits` library's moving windows. A busy Redis pool is not an
 outage: callers queue for a connection. Only when Redis cannot be reached (a
 call fails and a health ping fails too) do the windows fall back to this
 process's memory, logged and counted once per outage, until a health ping
-answers again; logins keep working meanwhile.
+answers again; logins keep working meanwhile. Redis is one server, Sentinel's
+master (followed across failovers) or a Cluster (`topology.py`).
 """
 
 from __future__ import annotations
@@ -26,9 +27,8 @@ from app.services.limits.steps import Clock, Step
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from redis.asyncio import BlockingConnectionPool, Redis
-
     from app.services.limits.redis import RedisWindows
+    from app.services.limits.topology import RedisClients
 
 logger = logging.getLogger(__name__)
 
@@ -43,36 +43,6 @@ T = TypeVar("T")
 
 class _Unreachable(Exception):
     """Redis cannot be reached: the in-process windows answer."""
-
-
-def _redis_pool(url: str, max_connections: int) -> BlockingConnectionPool:
-    """A bounded pool (callers queue in `RateLimiter` before they take a connection)."""
-    # Imported here: a process that keeps its limits in memory never loads redis-py.
-    from redis.asyncio import BlockingConnectionPool
-
-    return BlockingConnectionPool.from_url(
-        url,
-        max_connections=max_connections,
-        timeout=REDIS_TIMEOUT_SECONDS,
-        socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
-        socket_timeout=REDIS_TIMEOUT_SECONDS,
-    )
-
-
-def _health_client(url: str) -> Redis:
-    """A client of its own for health pings, so that they never queue behind a flood."""
-    from redis.asyncio import Redis
-    from redis.asyncio.retry import Retry
-    from redis.backoff import NoBackoff
-
-    return Redis.from_url(
-        url,
-        max_connections=1,
-        socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
-        socket_timeout=REDIS_TIMEOUT_SECONDS,
-        # The ping is the question "can Redis be reached now?": asked once, not retried.
-        retry=Retry(NoBackoff(), 0),
-    )
 
 
 class RateLimiter:
@@ -93,8 +63,8 @@ class RateLimiter:
         self._clock = clock
         self._retry_seconds = retry_seconds
         self._metrics = metrics
-        self._pool: BlockingConnectionPool | None = None
-        self._health: Redis | None = None
+        self._clients: RedisClients | None = None
+        self._master: str | None = None
         self._redis: RedisWindows | None = None
         # The in-process windows: the only ones with memory://, the fallback with Redis.
         self._fallback = LocalMovingWindow(clock, max_keys=max_keys, on_evict=on_evict)
@@ -104,17 +74,20 @@ class RateLimiter:
         self._ping: asyncio.Future[bool] | None = None
         self._degraded = False
         self._down_until = 0.0
-        if storage_url.startswith(("redis://", "rediss://")):
-            self._pool = _redis_pool(storage_url, max_connections)
-            self._health = _health_client(storage_url)
-            # Imported here for the same reason as redis-py itself.
+        if not storage_url.startswith("memory://"):
+            # Imported here: a process that keeps its limits in memory never loads redis-py.
             from app.services.limits.redis import RedisWindows
+            from app.services.limits.topology import connect, parse_storage_url
 
-            self._redis = RedisWindows(self._pool, key_prefix, clock)
-        elif not storage_url.startswith("memory://"):
-            raise ValueError(
-                f"RATE_LIMIT_STORAGE_URL must be memory:// or redis://, not {storage_url!r}"
-            )
+            try:
+                topology = parse_storage_url(storage_url)
+            except ValueError as exc:
+                raise ValueError(
+                    "RATE_LIMIT_STORAGE_URL must be memory://, redis://, rediss://, "
+                    f"redis+sentinel:// or redis+cluster:// ({exc})"
+                ) from None
+            self._clients = connect(topology, max_connections, REDIS_TIMEOUT_SECONDS)
+            self._redis = RedisWindows(self._clients.windows, key_prefix, clock)
 
     @property
     def shared(self) -> bool:
@@ -175,15 +148,33 @@ class RateLimiter:
             self._ping = None
 
     async def _ping_once(self, failure: Exception | None) -> bool:
-        assert self._health is not None
+        assert self._clients is not None
         try:
             async with asyncio.timeout(REDIS_TIMEOUT_SECONDS):
-                await self._health.ping()
+                await self._clients.health.ping()
+                master = await self._clients.master()
+                await self._moved(master)
         except Exception as exc:  # any failure to answer is the answer
             self._down(exc if failure is None else failure)
             return False
         self._up()
         return True
+
+    async def _moved(self, master: str | None) -> None:
+        """Sentinel: note a new master (a failover), logged and counted once, and drop
+        the connections to the old one."""
+        if master is None or master == self._master:
+            return
+        if self._master is not None:
+            assert self._clients is not None
+            if self._clients.forget_master is not None:
+                await self._clients.forget_master()
+            if self._metrics is not None:
+                self._metrics.rate_limit_storage_failovers.inc()
+            logger.warning(
+                "Rate-limit storage master moved from %s to %s (failover)", self._master, master
+            )
+        self._master = master
 
     def _down(self, exc: Exception) -> None:
         """Redis cannot be reached: in-process windows until the next health ping."""
@@ -224,7 +215,8 @@ class RateLimiter:
     async def run_in_order(self, steps: Sequence[Step]) -> int | None:
         """Go through `steps` in order, stopping at the first window that is used up:
         its index, or None when every window had room (and those to take, took one).
-        With Redis, one round trip whatever the number of steps."""
+        With Redis, one round trip whatever the number of steps (on a Cluster, one per
+        run of steps of one identity)."""
         if self._redis is not None:
             try:
                 return await self._on_redis(lambda redis: redis.run_in_order(steps))
@@ -270,7 +262,7 @@ class RateLimiter:
     async def ping(self) -> bool:
         """Whether the configured storage answers a health ping now; the limits fall
         back to the process's memory while it does not, and return when it does."""
-        if self._health is None:
+        if self._clients is None:
             return True
         return await self._health_check(None)
 
@@ -281,10 +273,8 @@ class RateLimiter:
 
     async def aclose(self) -> None:
         """Close the Redis clients."""
-        if self._health is not None:
-            await self._health.aclose()
-        if self._pool is not None:
-            await self._pool.disconnect()
+        if self._clients is not None:
+            await self._clients.close()
 
 
 def _name(exc: Exception) -> str:

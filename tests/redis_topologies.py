@@ -1,0 +1,164 @@
+"""Highly available Redis for the tests: a 3-master Cluster and a Sentinel setup, started
+from the machine's `redis-server` in a temporary directory (ports 7100-7199)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import redis
+
+CLUSTER_PORTS = (7100, 7101, 7102)
+MASTER_PORT, REPLICA_PORT, SENTINEL_PORT = 7110, 7111, 7120
+SERVICE = "phoneauth"
+HOST = "127.0.0.1"
+
+
+def binaries() -> tuple[str, str]:
+    """`redis-server` and `redis-cli`; the test is skipped without them."""
+    server, cli = shutil.which("redis-server"), shutil.which("redis-cli")
+    if server is None or cli is None:
+        pytest.skip("redis-server or redis-cli is not installed: no Cluster or Sentinel to test")
+    return server, cli
+
+
+def wait_for(what: str, condition: Callable[[], bool], timeout: float = 20.0) -> None:
+    """Poll `condition` until it holds; fail saying `what` did not happen in time."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if condition():
+                return
+        except redis.RedisError:
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not happen in {timeout:.0f}s")
+        time.sleep(0.05)
+
+
+def client(port: int) -> redis.Redis:
+    """A plain client of one server."""
+    return redis.Redis(host=HOST, port=port, socket_timeout=2, socket_connect_timeout=2)
+
+
+class Servers:
+    """Redis processes started by a test session, stopped together."""
+
+    def __init__(self, binary: str, directory: Path) -> None:
+        self.binary = binary
+        self.directory = directory
+        self.processes: list[subprocess.Popen[bytes]] = []
+
+    def start(self, port: int, *args: str) -> None:
+        """Start a server (or a sentinel, given its config file) on `port`."""
+        if _answers(port):
+            pytest.fail(f"port {port} already has a Redis: stop it (a run killed before teardown?)")
+        directory = self.directory / str(port)
+        directory.mkdir()
+        command = [self.binary, *args, "--port", str(port), "--bind", HOST]
+        command += ["--save", "", "--appendonly", "no", "--dir", str(directory)]
+        log = (directory / "log").open("wb")
+        self.processes.append(
+            subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603
+        )
+        wait_for(f"redis on port {port} answering", lambda: _answers(port), 10)
+
+    def stop(self) -> None:
+        """Stop every process."""
+        for process in self.processes:
+            process.terminate()
+        for process in self.processes:
+            try:
+                process.wait(5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _answers(port: int) -> bool:
+    try:
+        return bool(client(port).ping())
+    except redis.RedisError:
+        return False
+
+
+@contextmanager
+def running_cluster(directory: Path) -> Iterator[str]:
+    """Three masters on 7100-7102 in one cluster; yields its `redis+cluster://` URL."""
+    server, cli = binaries()
+    servers = Servers(server, directory)
+    try:
+        for port in CLUSTER_PORTS:
+            servers.start(
+                port,
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                str(directory / f"nodes-{port}.conf"),
+                "--cluster-node-timeout",
+                "2000",
+            )
+        subprocess.run(  # noqa: S603
+            [
+                cli,
+                "--cluster",
+                "create",
+                *(f"{HOST}:{p}" for p in CLUSTER_PORTS),
+                "--cluster-replicas",
+                "0",
+                "--cluster-yes",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=30,
+        )
+        for port in CLUSTER_PORTS:
+            wait_for(
+                f"cluster state ok on {port}",
+                lambda port=port: client(port).cluster("info")["cluster_state"] == "ok",  # type: ignore[misc]
+            )
+        yield "redis+cluster://" + ",".join(f"{HOST}:{p}" for p in CLUSTER_PORTS)
+    finally:
+        servers.stop()
+
+
+@contextmanager
+def running_sentinel(directory: Path) -> Iterator[str]:
+    """A master on 7110, its replica on 7111 and one sentinel on 7120 watching them;
+    yields the `redis+sentinel://` URL."""
+    server, _ = binaries()
+    servers = Servers(server, directory)
+    try:
+        servers.start(MASTER_PORT)
+        servers.start(REPLICA_PORT, "--replicaof", HOST, str(MASTER_PORT))
+        wait_for(
+            "the replica's link to its master",
+            lambda: client(REPLICA_PORT).info("replication")["master_link_status"] == "up",
+        )
+        config = directory / "sentinel.conf"
+        config.write_text(
+            f"sentinel monitor {SERVICE} {HOST} {MASTER_PORT} 1\n"
+            f"sentinel down-after-milliseconds {SERVICE} 2000\n"
+            f"sentinel failover-timeout {SERVICE} 10000\n"
+        )
+        servers.start(SENTINEL_PORT, str(config), "--sentinel")
+        wait_for("the sentinel seeing the replica", lambda: _replicas_seen(SENTINEL_PORT))
+        yield f"redis+sentinel://{HOST}:{SENTINEL_PORT}/{SERVICE}"
+    finally:
+        servers.stop()
+
+
+def _replicas_seen(sentinel_port: int) -> bool:
+    replicas = client(sentinel_port).sentinel_slaves(SERVICE)
+    return any(not r["is_sdown"] and not r["is_disconnected"] for r in replicas)
+
+
+def master_port(sentinel_port: int = SENTINEL_PORT) -> int:
+    """The port of the master the sentinel names now."""
+    _, port = client(sentinel_port).sentinel_get_master_addr_by_name(SERVICE)
+    return int(port)
