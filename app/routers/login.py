@@ -182,14 +182,7 @@ async def send_verification(
         captcha_token=payload.captcha_token,
         app_hash=payload.app_hash,
     )
-    return SendVerificationResponse(
-        message=f"Verification code sent to {sent.phone.e164}",
-        phone=sent.phone.e164,
-        market=sent.market.name,
-        language=sent.market.settings.language,
-        expires_in_minutes=sent.market.settings.code_ttl_minutes,
-        channel=sent.channel,
-    )
+    return SendVerificationResponse.sent(sent.phone, sent.market, sent.channel)
 
 
 @router.post(

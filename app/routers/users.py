@@ -159,14 +159,7 @@ async def send_phone_change_verification(
     sent = await phone_change.send_code(
         uow, auth.user, payload.phone, payload.channel, client_ip, app_hash=payload.app_hash
     )
-    return SendVerificationResponse(
-        message=f"Verification code sent to {sent.phone.e164}",
-        phone=sent.phone.e164,
-        market=sent.market.name,
-        language=sent.market.settings.language,
-        expires_in_minutes=sent.market.settings.code_ttl_minutes,
-        channel=sent.channel,
-    )
+    return SendVerificationResponse.sent(sent.phone, sent.market, sent.channel)
 
 
 @router.post(

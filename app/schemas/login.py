@@ -7,6 +7,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from app.core.config import CaptchaProvider, Channel
+from app.core.markets import Market
+from app.core.phone import Phone
 from app.schemas.common import (
     AppHashInput,
     CaptchaTokenInput,
@@ -49,6 +51,18 @@ class SendVerificationResponse(BaseModel):
     language: str = Field(examples=["ru"])
     expires_in_minutes: int = Field(examples=[10])
     channel: Channel = Field(examples=["sms"])
+
+    @classmethod
+    def sent(cls, phone: Phone, market: Market, channel: str) -> SendVerificationResponse:
+        """The answer for a code sent to `phone` of `market` over `channel`."""
+        return cls(
+            message=f"Verification code sent to {phone.e164}",
+            phone=phone.e164,
+            market=market.name,
+            language=market.settings.language,
+            expires_in_minutes=market.settings.code_ttl_minutes,
+            channel=Channel(channel),
+        )
 
 
 class VerifyCodeRequest(RequestBody):
