@@ -47,7 +47,10 @@ RUN python -m compileall -q /app/app /app/alembic
 # The image defaults are for production; every setting can be overridden.
 # DATABASE_URL defaults to a SQLite file under /tmp (writable, e.g. an emptyDir),
 # never under /app; a real deployment sets a PostgreSQL URL.
+# PYTHONPATH: `python -m app` finds the package from any working directory (the
+# migration Job runs from `/`, where `/app` alone would be an empty namespace package).
 ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONPATH=/app \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     HOST=0.0.0.0 \
