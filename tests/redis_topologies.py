@@ -1,9 +1,13 @@
 """Highly available Redis for the tests: a 3-master Cluster and a Sentinel setup, started
-from the machine's `redis-server` in a temporary directory (ports 7100-7199)."""
+from the machine's `redis-server` in a temporary directory, on ports that are free when
+the test process starts (so two runs, or two mutants under mutation testing, never meet
+on one port)."""
 
 from __future__ import annotations
 
+import random
 import shutil
+import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -13,8 +17,33 @@ from pathlib import Path
 import pytest
 import redis
 
-CLUSTER_PORTS = (7100, 7101, 7102)
-MASTER_PORT, REPLICA_PORT, SENTINEL_PORT = 7110, 7111, 7120
+# A cluster node also listens on its port + 10000 (the cluster bus).
+CLUSTER_BUS_OFFSET = 10000
+
+
+def _is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _free_ports(count: int, *, with_bus: bool = False) -> tuple[int, ...]:
+    """`count` ports nobody listens on now (and their bus ports, for cluster nodes)."""
+    chosen: list[int] = []
+    while len(chosen) < count:
+        port = random.randrange(20000, 50000)
+        wanted = (port, port + CLUSTER_BUS_OFFSET) if with_bus else (port,)
+        taken = {p for c in chosen for p in (c, c + CLUSTER_BUS_OFFSET)}
+        if not taken.intersection(wanted) and all(_is_free(p) for p in wanted):
+            chosen.append(port)
+    return tuple(chosen)
+
+
+CLUSTER_PORTS = _free_ports(3, with_bus=True)
+MASTER_PORT, REPLICA_PORT, SENTINEL_PORT = _free_ports(3)
 SERVICE = "phoneauth"
 HOST = "127.0.0.1"
 
@@ -89,7 +118,7 @@ def _answers(port: int) -> bool:
 
 @contextmanager
 def running_cluster(directory: Path) -> Iterator[str]:
-    """Three masters on 7100-7102 in one cluster; yields its `redis+cluster://` URL."""
+    """Three masters on `CLUSTER_PORTS` in one cluster; yields its `redis+cluster://` URL."""
     server, cli = binaries()
     servers = Servers(server, directory)
     try:
@@ -129,7 +158,8 @@ def running_cluster(directory: Path) -> Iterator[str]:
 
 @contextmanager
 def running_sentinel(directory: Path) -> Iterator[str]:
-    """A master on 7110, its replica on 7111 and one sentinel on 7120 watching them;
+    """A master, its replica and one sentinel watching them (`MASTER_PORT`, `REPLICA_PORT`,
+    `SENTINEL_PORT`);
     yields the `redis+sentinel://` URL."""
     server, _ = binaries()
     servers = Servers(server, directory)

@@ -11,13 +11,13 @@ from tests.redis_topologies import running_cluster, running_sentinel
 
 @pytest.fixture(scope="session")
 def cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A 3-master Redis Cluster of this session (ports 7100-7102): its URL."""
+    """A 3-master Redis Cluster of this test process: its URL."""
     with running_cluster(tmp_path_factory.mktemp("redis-cluster")) as url:
         yield url
 
 
 @pytest.fixture(scope="session")
 def sentinel_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A master, a replica and a sentinel of this session (7110, 7111, 7120): its URL."""
+    """A master, a replica and a sentinel of this test process: its URL."""
     with running_sentinel(tmp_path_factory.mktemp("redis-sentinel")) as url:
         yield url

@@ -59,7 +59,7 @@ async def test_a_sentinel_failover_during_a_burst_of_sends(
         # connection is closed), and a few batches after.
         while after_it < 3:
             assert time.monotonic() < deadline, "no failover in 30s"
-            phones = [f"+9965553{batch:02}{n:03}" for n in range(10)]
+            phones = [f"+996553{batch:03}{n:03}" for n in range(10)]
             during += phones
             answers += await _burst(app, phones * 2)
             batch += 1
