@@ -12,6 +12,7 @@ import httpx
 import pytest
 import respx
 
+from app.core.metrics import Metrics
 from app.services.verification.exceptions import (
     ProviderMisconfigured,
     ProviderRefusedRequest,
@@ -197,6 +198,50 @@ async def test_prices_are_stored_in_micros_with_an_upper_case_currency(
     (read,) = (await adapter(http).list_attempts(SINCE, page_size=50)).attempts
 
     assert (read.price_micros, read.price_currency) == (micros, currency)
+
+
+@pytest.mark.parametrize(
+    "written",
+    ["2026-11-30T11:45:10Z", "2026-11-30T11:45:10+00:00", "Mon, 30 Nov 2026 11:45:10 +0000"],
+)
+async def test_creation_times_are_read_as_utc(
+    http: httpx.AsyncClient, twilio_api: respx.MockRouter, written: str
+) -> None:
+    item = attempt(attempt_sid(1), verification_sid(1), SINCE)
+    item["date_created"] = written
+    twilio_api.get(ATTEMPTS_PATH).mock(page_answer([item]))
+
+    (read,) = (await adapter(http).list_attempts(SINCE, page_size=50)).attempts
+
+    assert read.created_at == at("2026-11-30T11:45:10Z")
+
+
+async def test_each_list_call_is_measured_as_list_attempts(
+    http: httpx.AsyncClient, twilio_api: respx.MockRouter
+) -> None:
+    twilio_api.get(ATTEMPTS_PATH).mock(
+        side_effect=[page_answer([]), twilio_error(20003, 401, "Authenticate")]
+    )
+    metrics = Metrics()
+    client = TwilioVerifyClient(
+        http,
+        TwilioCredentials(ACCOUNT_SID, AUTH_TOKEN, SERVICE_SID),
+        base_url=TWILIO_BASE_URL,
+        metrics=metrics,
+    )
+
+    await client.list_attempts(SINCE, page_size=50)
+    with pytest.raises(ProviderMisconfigured):
+        await client.list_attempts(SINCE, page_size=50)
+
+    def sample(name: str, **labels: str) -> float | None:
+        return metrics.registry.get_sample_value(name, {"provider": "twilio", **labels})
+
+    duration = "phone_auth_provider_request_duration_seconds_count"
+    assert sample(duration, operation="list_attempts", status="200") == 1
+    assert sample(duration, operation="list_attempts", status="401") == 1
+    errors = "phone_auth_provider_errors_total"
+    assert sample(errors, operation="list_attempts", code="20003") == 1
 
 
 async def test_an_attempt_not_yet_priced_or_delivered_has_none(

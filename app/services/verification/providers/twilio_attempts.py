@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -125,8 +126,12 @@ def _timestamp(item: dict[str, Any], field: str) -> datetime | None:
         return None
     try:
         moment = datetime.fromisoformat(value)
-    except ValueError as exc:
-        raise MalformedAttempt(f"{field} is not an ISO 8601 time") from exc
+    except ValueError:
+        # Twilio's older APIs give RFC 2822 times (`Tue, 11 Aug 2020 18:36:59 +0000`).
+        try:
+            moment = parsedate_to_datetime(value)
+        except (TypeError, ValueError) as exc:
+            raise MalformedAttempt(f"{field} is not an ISO 8601 time") from exc
     # Twilio gives GMT; a time without a zone is read as such.
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
