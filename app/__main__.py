@@ -1,5 +1,5 @@
 """Command line: `python -m app serve`, `python -m app migrate`,
-`python -m app purge-verifications`.
+`python -m app purge-verifications`, `python -m app sync-attempts`.
 
 Every command reads the settings the same way (`load_settings`): a refused setting
 is one line on stderr and exit status 2, whichever command read it.
@@ -8,26 +8,26 @@ is one line on stderr and exit status 2, whichever command read it.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import os
 import sys
-from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from functools import partial
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from app.cli import attempts as attempts_cli
 from app.cli import users as users_cli
+from app.cli.database import EXIT_FAILED, database_error, with_database
 from app.core.config import Settings
-from app.core.database import Database, create_engine
+from app.core.database import Database
 from app.core.logging import configure_logging
 from app.core.settings_loader import load_settings
-from app.services.ops.service import migration_problem
+from app.models.base import utcnow
+from app.services.delivery.service import purge_attempts
 from app.services.verification.retention import purge_verifications
 
 logger = logging.getLogger("app.cli")
-
-EXIT_FAILED = 1
 
 # `serve --help`: the settings that decide how and where the service runs.
 SERVE_SETTINGS = """\
@@ -107,7 +107,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands.add_parser(
         "purge-verifications",
-        help="delete verification rows older than VERIFICATION_RETENTION_DAYS (for a CronJob)",
+        help="delete verification rows and delivery attempts older than "
+        "VERIFICATION_RETENTION_DAYS (for a CronJob)",
+    )
+    commands.add_parser(
+        "sync-attempts",
+        help="store Twilio's delivery attempts (status, price, conversion) created since "
+        "the last sync (for a CronJob)",
+        description="Read Twilio Verify's delivery attempts created since the last sync "
+        "(less ATTEMPTS_SYNC_OVERLAP_SECONDS) and store their delivery status, price and "
+        "conversion beside the verifications. Running it twice stores nothing twice.",
     )
     users_cli.register(commands)
     return parser
@@ -134,7 +143,9 @@ def main(argv: list[str] | None = None) -> int:
         return _migrate(settings)
     if args.command == "users":
         return users_cli.run(settings, args)
-    return _with_database(settings, partial(_purge, days=settings.verification_retention_days))
+    if args.command == "sync-attempts":
+        return attempts_cli.run(settings)
+    return with_database(settings, partial(_purge, days=settings.verification_retention_days))
 
 
 def _migrate(settings: Settings) -> int:
@@ -146,48 +157,26 @@ def _migrate(settings: Settings) -> int:
         logger.error("Cannot migrate: %s", exc)
         return EXIT_FAILED
     except (SQLAlchemyError, OSError) as exc:
-        logger.error("Cannot migrate: %s", _database_error(exc))
+        logger.error("Cannot migrate: %s", database_error(exc))
         return EXIT_FAILED
     logger.info("Database migrated to the newest revision")
     return 0
-
-
-def _with_database(settings: Settings, command: Callable[[Database], Awaitable[int]]) -> int:
-    """Run `command` on the database once it is known to be migrated; database
-    trouble is one line in the log, not a traceback."""
-
-    async def run() -> int:
-        database = Database(create_engine(settings))
-        try:
-            problem = await migration_problem(database)
-            if problem is not None:
-                logger.error("%s", problem)
-                return EXIT_FAILED
-            return await command(database)
-        finally:
-            await database.dispose()
-
-    try:
-        return asyncio.run(run())
-    except (SQLAlchemyError, OSError) as exc:
-        logger.error("Database error: %s", _database_error(exc))
-        return EXIT_FAILED
-
-
-def _database_error(exc: BaseException) -> str:
-    """The error's type and first line (SQL parameters are hidden by the engine)."""
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
 async def _purge(database: Database, *, days: int) -> int:
     uow = database.unit_of_work()
     try:
         deleted = await purge_verifications(uow, days)
+        attempts = await purge_attempts(uow, utcnow() - timedelta(days=days))
         await uow.commit()
     finally:
         await uow.close()
-    logger.info("Purged %d verification rows older than %d days", deleted, days)
+    logger.info(
+        "Purged %d verification rows older than %d days, and %d delivery attempts",
+        deleted,
+        days,
+        attempts,
+    )
     return 0
 
 

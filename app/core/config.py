@@ -268,6 +268,13 @@ class Settings(BaseSettings):
     test_phone_numbers_valid_until: date | None = None
     verification_retention_days: int = Field(default=30, ge=1, le=3650)
 
+    # `python -m app sync-attempts`: each run reads the attempts created since the
+    # newest one seen, less this overlap (a code's lifetime and late prices), or,
+    # on the first run, this far back; this many per page.
+    attempts_sync_overlap_seconds: int = Field(default=1800, ge=0, le=7 * 86400)
+    attempts_sync_first_lookback_seconds: int = Field(default=86400, ge=60, le=30 * 86400)
+    attempts_sync_page_size: int = Field(default=100, ge=1, le=1000)
+
     # Account lifecycle: deleting the account and changing the number need a login
     # this recent (seconds since the code check that opened the session).
     recent_login_seconds: int = Field(default=300, ge=30, le=86400)

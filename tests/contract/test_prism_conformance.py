@@ -12,6 +12,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from urllib.parse import parse_qs
 
 import httpx
@@ -160,6 +161,58 @@ async def test_check_answered_201_is_approved(prism: Prism) -> None:
         assert await adapter.check(check_request()) is CheckOutcome.APPROVED
 
     assert exchanges.statuses == [201]
+
+
+# --- the attempts list (ListVerificationAttempt), validated by Prism --------------------------
+
+SINCE = datetime(2026, 11, 30, 11, 30, tzinfo=UTC)
+
+
+async def test_list_attempts_passes_prism_validation(prism: Prism) -> None:
+    """The spec's first example is an empty list."""
+    async with adapter_for(prism) as (adapter, exchanges):
+        page = await adapter.list_attempts(SINCE, page_size=100)
+
+    assert page.attempts == ()
+    assert page.next_page is None
+    assert exchanges.statuses == [200]
+    (request,) = exchanges.requests
+    assert request.method == "GET"
+    assert request.url.path == "/v2/Attempts"
+    assert dict(request.url.params) == {
+        "VerifyServiceSid": SERVICE_SID,
+        "DateCreatedAfter": "2026-11-30T11:30:00Z",
+        "PageSize": "100",
+    }
+
+
+async def test_the_spec_s_attempt_example_is_read(prism: Prism) -> None:
+    prefer = "example=listVerificationAttempts"
+    async with adapter_for(prism, prefer=prefer) as (adapter, exchanges):
+        page = await adapter.list_attempts(SINCE, page_size=50, page="PageToken=PAtoken&Page=1")
+
+    assert exchanges.statuses == [200]
+    assert exchanges.requests[0].url.params["PageToken"] == "PAtoken"
+    (attempt,) = page.attempts
+    assert attempt.sid == "VLaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+    assert attempt.verification_sid == EXAMPLE_SID
+    assert (attempt.delivery_status, attempt.converted) == ("undelivered", False)
+    assert (attempt.price_micros, attempt.price_currency) == (5000, "USD")
+
+
+async def test_a_list_with_a_malformed_service_sid_is_refused_by_prism(prism: Prism) -> None:
+    async with adapter_for(prism, service_sid="VA-not-a-service") as (adapter, exchanges):
+        with pytest.raises(ProviderRefusedRequest):
+            await adapter.list_attempts(SINCE, page_size=50)
+
+    assert exchanges.statuses == [422], "Prism validated the query and refused it"
+
+
+async def test_prism_refuses_a_list_without_basic_auth(prism: Prism) -> None:
+    async with httpx.AsyncClient(base_url=prism.url) as client:
+        response = await client.get("/v2/Attempts", params={"VerifyServiceSid": SERVICE_SID})
+
+    assert response.status_code == 401
 
 
 # --- Prism really validates: requests that break the spec are refused ------------------------

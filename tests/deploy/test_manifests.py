@@ -32,13 +32,26 @@ def _manifest_files() -> list[Path]:
     return sorted(p for p in MANIFESTS.glob("*.yaml") if p.name not in NOT_RESOURCES)
 
 
+CRONJOBS = {
+    "purge-verifications": "purge-cronjob.yaml",
+    "sync-attempts": "sync-attempts-cronjob.yaml",
+}
+
+
+def _key(doc: dict[str, Any]) -> str:
+    """A resource's kind; a CronJob's also names its command (`CronJob/sync-attempts`)."""
+    if doc["kind"] == "CronJob":
+        return f"CronJob/{doc['metadata']['labels']['app.kubernetes.io/component']}"
+    return str(doc["kind"])
+
+
 def _resources() -> dict[str, dict[str, Any]]:
-    """Every resource by kind (one of each kind here)."""
+    """Every resource by kind (one of each kind here, but the CronJobs: one per command)."""
     found: dict[str, dict[str, Any]] = {}
     for path in _manifest_files():
         for doc in _load(path):
-            assert doc["kind"] not in found, f"two {doc['kind']}s"
-            found[doc["kind"]] = doc
+            assert _key(doc) not in found, f"two {_key(doc)}s"
+            found[_key(doc)] = doc
     return found
 
 
@@ -64,7 +77,7 @@ def test_manifest_files_exist() -> None:
         "hpa.yaml",
         "pdb.yaml",
         "migration-job.yaml",
-        "purge-cronjob.yaml",
+        *CRONJOBS.values(),
     } <= names
 
 
@@ -146,7 +159,9 @@ def test_graceful_shutdown_fits_the_grace_period(resources: dict[str, dict[str, 
     assert pod["terminationGracePeriodSeconds"] > pre_stop + shutdown
 
 
-@pytest.mark.parametrize("kind", ["Deployment", "Job", "CronJob"])
+@pytest.mark.parametrize(
+    "kind", ["Deployment", "Job", *(f"CronJob/{command}" for command in CRONJOBS)]
+)
 def test_pods_are_locked_down(resources: dict[str, dict[str, Any]], kind: str) -> None:
     pod = _pod_spec(resources[kind])
     assert pod["securityContext"]["runAsNonRoot"] is True
@@ -177,12 +192,33 @@ def test_migration_job_runs_the_migrate_command(resources: dict[str, dict[str, A
     assert job["spec"]["template"]["metadata"]["labels"] != API_LABELS
 
 
-def test_purge_cronjob(resources: dict[str, dict[str, Any]]) -> None:
-    cronjob = resources["CronJob"]
+@pytest.mark.parametrize("command", CRONJOBS)
+def test_cronjobs_run_their_command_one_at_a_time(
+    resources: dict[str, dict[str, Any]], command: str
+) -> None:
+    cronjob = resources[f"CronJob/{command}"]
     assert cronjob["spec"]["concurrencyPolicy"] == "Forbid"
     assert len(cronjob["spec"]["schedule"].split()) == 5
     (container,) = _pod_spec(cronjob)["containers"]
-    assert container["args"] == ["purge-verifications"]
+    assert container["args"] == [command]
+    assert _pod_spec(cronjob)["restartPolicy"] == "Never"
+    # Not API pods: the Service, PDB and spread must not select them.
+    assert cronjob["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"] != API_LABELS
+
+
+def test_attempts_are_synced_every_five_minutes_as_the_api_runs(
+    resources: dict[str, dict[str, Any]],
+) -> None:
+    """The sync runs with the API's image, settings and credentials (it calls Twilio
+    and writes the database), and a run that overruns its slot is not doubled."""
+    cronjob = resources["CronJob/sync-attempts"]
+    assert cronjob["spec"]["schedule"] == "*/5 * * * *"
+    (container,) = _pod_spec(cronjob)["containers"]
+    (api,) = _pod_spec(resources["Deployment"])["containers"]
+    assert container["envFrom"] == api["envFrom"]
+    assert container["image"] == api["image"]
+    # A run that fails waits for the next slot: the sync is idempotent.
+    assert cronjob["spec"]["startingDeadlineSeconds"] < 300
 
 
 def test_metrics_are_scraped_from_their_own_port_which_the_service_does_not_expose(

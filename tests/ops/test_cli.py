@@ -67,9 +67,10 @@ BAD = {
         ["-m", "app", "serve"],
         ["-m", "app", "migrate"],
         ["-m", "app", "purge-verifications"],
+        ["-m", "app", "sync-attempts"],
         ["-m", "alembic", "-c", str(ROOT / "alembic.ini"), "upgrade", "head"],
     ],
-    ids=["serve", "migrate", "purge-verifications", "alembic"],
+    ids=["serve", "migrate", "purge-verifications", "sync-attempts", "alembic"],
 )
 def test_bad_settings_are_one_line_each_and_exit_2_on_every_command(
     args: list[str], tmp_path: Path
@@ -216,3 +217,25 @@ def test_serve_help_lists_its_options_and_the_settings_that_matter(tmp_path: Pat
         "HTTP_*_TIMEOUT_SECONDS"
     }
     assert {name.lower() for name in listed} <= set(Settings.model_fields), listed
+
+
+@pytest.mark.parametrize(
+    ("settings", "said"),
+    [
+        ({"VERIFY_PROVIDER": "console"}, "The console provider sends no SMS"),
+        ({"VERIFY_PROVIDER": "twilio"}, "Twilio is not configured"),
+    ],
+    ids=["console", "twilio-not-configured"],
+)
+def test_sync_attempts_without_an_attempts_list_says_so_and_exits_0(
+    settings: dict[str, str], said: str, tmp_path: Path
+) -> None:
+    """Nothing is called: no provider, and no database (none exists in `tmp_path`)."""
+    done = run(["-m", "app", "sync-attempts"], tmp_path, ENVIRONMENT="development", **settings)
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    output = done.stdout + done.stderr
+    assert said in output
+    assert "no delivery attempts to sync" in output
+    assert "Traceback" not in output
+    assert not (tmp_path / "phone_auth.db").exists()

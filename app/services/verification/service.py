@@ -42,6 +42,11 @@ from app.services.verification.exceptions import (
     ProviderRefusedRequest,
     ProviderRejectedNumber,
 )
+from app.services.verification.providers.attempts import (
+    AttemptsPage,
+    AttemptsSource,
+    ReportedAttempt,
+)
 from app.services.verification.providers.base import (
     CheckOutcome,
     CheckRequest,
@@ -61,10 +66,15 @@ from app.services.verification.repository import (
 
 logger = logging.getLogger(__name__)
 
+# The delivery domain reads providers' attempts through these.
 __all__ = [
     "LOGIN",
+    "AttemptsPage",
+    "AttemptsSource",
     "CodeOwner",
+    "ProviderError",
     "Providers",
+    "ReportedAttempt",
     "ReservedCheck",
     "StartedVerification",
     "VerificationService",

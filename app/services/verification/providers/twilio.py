@@ -1,4 +1,5 @@
-"""Twilio Verify v2 over httpx: start a verification and check a code.
+"""Twilio Verify v2 over httpx: start a verification, check a code, list the delivery
+attempts.
 
 Parameter names and error codes follow Twilio's OpenAPI description
 (`tests/contract/twilio_verify_v2.yaml`).
@@ -13,6 +14,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, NoReturn
 from urllib.parse import urlencode
 
@@ -29,11 +31,17 @@ from app.services.verification.exceptions import (
     ProviderRejectedNumber,
     ProviderUnavailable,
 )
+from app.services.verification.providers.attempts import AttemptsPage
 from app.services.verification.providers.base import (
     CheckOutcome,
     CheckRequest,
     StartRequest,
     StartResult,
+)
+from app.services.verification.providers.twilio_attempts import (
+    next_page,
+    page_parameters,
+    parse_attempts,
 )
 
 logger = logging.getLogger(__name__)
@@ -125,11 +133,16 @@ class TwilioVerifyClient:
                 "Content-Type": "application/x-www-form-urlencoded",
             }
         )
+        self._get_headers = httpx.Headers(
+            {**client.headers, "Authorization": f"Basic {basic.decode()}"}
+        )
         self._timeout = client.timeout.as_dict()
+        self._service_sid = credentials.service_sid
         service = f"{base_url.rstrip('/')}/v2/Services/{credentials.service_sid}"
         # Parsed once: httpx would parse a string URL on every call.
         self._start_url = httpx.URL(f"{service}/Verifications")
         self._check_url = httpx.URL(f"{service}/VerificationCheck")
+        self._attempts_url = httpx.URL(f"{base_url.rstrip('/')}/v2/Attempts")
         self._max_retries = max_retries
         self._retry_base_delay = retry_base_delay
 
@@ -140,13 +153,35 @@ class TwilioVerifyClient:
             form["DeviceIp"] = request.device_ip
         if request.app_hash:
             form["AppHash"] = request.app_hash
-        status, body = await self._post_with_retries(self._start_url, form, "start")
+        status, body = await self._with_retries(self._start_url, form, "start")
         if status in (200, 201):
             sid = body.get("sid")
             if not isinstance(sid, str) or not sid:
                 raise ProviderUnavailable("start answer has no verification sid")
             return StartResult(sid=sid)
         self._raise_start_error(status, body, request.phone)
+
+    async def list_attempts(
+        self, created_after: datetime, *, page_size: int, page: str | None = None
+    ) -> AttemptsPage:
+        """One page of our service's delivery attempts created after `created_after`
+        (GET /v2/Attempts). A GET changes nothing at Twilio, so 5xx answers and
+        timeouts are retried too."""
+        params = {
+            "VerifyServiceSid": self._service_sid,
+            "DateCreatedAfter": twilio_time(created_after),
+            "PageSize": str(page_size),
+        }
+        if page:
+            params.update(page_parameters(page))
+        url = self._attempts_url.copy_with(query=urlencode(params).encode())
+        status, body = await self._with_retries(url, None, "list_attempts")
+        if status != 200:
+            _raise_common_error(status, _error_code(body), "list_attempts", body)
+        items = body.get("attempts")
+        if not isinstance(items, list):
+            raise ProviderUnavailable("list_attempts answer has no attempts list")
+        return AttemptsPage(attempts=parse_attempts(items), next_page=next_page(body.get("meta")))
 
     async def check(self, request: CheckRequest) -> CheckOutcome:
         """Check a code against the verification `request.sid`."""
@@ -156,7 +191,7 @@ class TwilioVerifyClient:
             form = {"To": request.phone, "Code": request.code}
         else:
             return CheckOutcome.NOT_FOUND
-        status, body = await self._post_with_retries(self._check_url, form, "check")
+        status, body = await self._with_retries(self._check_url, form, "check")
         if status in (200, 201):
             verdict = body.get("status")
             if not isinstance(verdict, str):
@@ -181,9 +216,11 @@ class TwilioVerifyClient:
             return CheckOutcome.WRONG_CODE
         _raise_common_error(status, code, "check")
 
-    async def _post_with_retries(
-        self, url: httpx.URL, form: dict[str, str], operation: str
+    async def _with_retries(
+        self, url: httpx.URL, form: dict[str, str] | None, operation: str
     ) -> tuple[int, dict[str, Any]]:
+        """POST `form` (or GET `url` when there is no form), retried while Twilio surely
+        did not act, or, for a GET, on any failure."""
         attempt = 0
         while True:
             try:
@@ -200,17 +237,25 @@ class TwilioVerifyClient:
                 await self._sleep(delay)
 
     async def _send(
-        self, url: httpx.URL, form: dict[str, str], operation: str
+        self, url: httpx.URL, form: dict[str, str] | None, operation: str
     ) -> tuple[int, dict[str, Any]]:
-        """POST one request; turn every transport failure into a provider error."""
+        """POST `form`, or GET `url` without one; turn every transport failure into a
+        provider error. A GET is idempotent: its failures are all retryable."""
+        idempotent = form is None
         started = time.perf_counter()
         try:
-            request = httpx.Request(
-                "POST",
-                url,
-                headers=self._headers,
-                content=urlencode(form).encode(),
-                extensions={"timeout": self._timeout},
+            request = (
+                httpx.Request(
+                    "GET", url, headers=self._get_headers, extensions={"timeout": self._timeout}
+                )
+                if form is None
+                else httpx.Request(
+                    "POST",
+                    url,
+                    headers=self._headers,
+                    content=urlencode(form).encode(),
+                    extensions={"timeout": self._timeout},
+                )
             )
             response = await self._client.send(request)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
@@ -218,15 +263,21 @@ class TwilioVerifyClient:
             raise _Retryable(exc, f"connection not made ({type(exc).__name__})") from exc
         except httpx.TimeoutException as exc:
             self._observe(operation, started, "error", type(exc).__name__)
+            if idempotent:
+                raise _Retryable(exc, f"timed out ({type(exc).__name__})") from exc
             raise ProviderUnavailable(f"{operation}: timed out ({type(exc).__name__})") from exc
         except httpx.HTTPError as exc:
             self._observe(operation, started, "error", type(exc).__name__)
+            if idempotent:
+                raise _Retryable(exc, type(exc).__name__) from exc
             raise ProviderUnavailable(f"{operation}: {type(exc).__name__}") from exc
         status = response.status_code
         try:
             body = response.json()
         except ValueError as exc:
             self._observe(operation, started, str(status), "not_json")
+            if idempotent and status >= 500:
+                raise _Retryable(exc, f"HTTP {status} with a body that is not JSON") from exc
             raise _unusable(
                 status, f"{operation}: HTTP {status} with a body that is not JSON"
             ) from exc
@@ -239,6 +290,8 @@ class TwilioVerifyClient:
         )
         if status == 429 and code == TOO_MANY_CONCURRENT:
             raise _Retryable(None, "Twilio 20429 too many concurrent requests", TOO_MANY_CONCURRENT)
+        if idempotent and status >= 500:
+            raise _Retryable(None, f"HTTP {status}, Twilio code {code}", code)
         return status, body
 
     def _observe(self, operation: str, started: float, status: str, error: str | None) -> None:
@@ -287,6 +340,11 @@ def _unusable(
     if 400 <= status < 500:
         return ProviderRefusedRequest(reason, provider_code=code)
     return ProviderUnavailable(reason, provider_code=code)
+
+
+def twilio_time(moment: datetime) -> str:
+    """`moment` as Twilio's date filters take it: GMT, `YYYY-MM-DDTHH:MM:SSZ`."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _error_code(body: dict[str, Any]) -> int | None:
