@@ -33,6 +33,8 @@ from app.core.settings_loader import load_settings
 from app.routers import admin, login, ops, sessions, users
 from app.services.admin.service import AdminService
 from app.services.challenge.service import ChallengeService
+from app.services.delivery.reporting import DeliveryFigures
+from app.services.delivery.stats import DeliveryStats
 from app.services.limits.service import LoginLimits
 from app.services.limits.steps import Clock
 from app.services.limits.windows import RateLimiter
@@ -244,6 +246,13 @@ async def _process_state(
     )
     state.phone_change_service = PhoneChangeService(state.login_service, session_service, metrics)
     state.admin_service = AdminService(user_service, session_service, metrics)
+    state.delivery_stats = DeliveryStats(
+        DeliveryFigures(database.engine),
+        metrics,
+        list(settings.markets),
+        clock=clocks.wall,
+        cache_seconds=settings.delivery_metrics_cache_seconds,
+    )
     state.readiness = ReadinessChecker(
         database,
         limits,

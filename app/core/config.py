@@ -267,6 +267,8 @@ class Settings(BaseSettings):
     test_phone_numbers: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
     test_phone_numbers_valid_until: date | None = None
     verification_retention_days: int = Field(default=30, ge=1, le=3650)
+    # The delivery gauges of /metrics are read from the database at most this often.
+    delivery_metrics_cache_seconds: float = Field(default=15.0, ge=0, le=3600)
 
     # Account lifecycle: deleting the account and changing the number need a login
     # this recent (seconds since the code check that opened the session).
