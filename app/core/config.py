@@ -228,6 +228,8 @@ class Settings(BaseSettings):
 
     vonage_api_key: str | None = None
     vonage_api_secret: SecretStr | None = None
+    # Checks the signatures of Vonage's Verify callbacks (POST /api/v1/callbacks/vonage/verify).
+    vonage_signature_secret: SecretStr | None = None
     # Vonage shows the brand in the message ("Your <brand> code is …").
     vonage_brand: str = Field(default="Phone Auth", min_length=1, max_length=16)
     vonage_base_url: str = Field(default="https://api.nexmo.com", pattern=r"^https?://")

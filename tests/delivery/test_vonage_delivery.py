@@ -4,20 +4,32 @@ it was used. A Twilio login writes no attempt (the sync brings Twilio's)."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 import respx
+from jose import jwt
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.models.delivery_attempt import DeliveryAttempt
 from app.models.user import User
 from tests.conftest import ClientFactory
-from tests.helpers import SEND, VERIFY, bearer, verifications
+from tests.helpers import SEND, VERIFY, Records, bearer, verifications
 from tests.twilio_fixtures import StatefulTwilio
-from tests.vonage_fixtures import VONAGE, VONAGE_BASE_URL, StatefulVonage, markets
+from tests.vonage_fixtures import (
+    API_KEY,
+    REQUEST_ID,
+    VONAGE,
+    VONAGE_BASE_URL,
+    StatefulVonage,
+    markets,
+)
 
 CODE = "480913"
 WRONG = "000000"
@@ -158,3 +170,172 @@ async def test_a_twilio_login_writes_no_attempt(
 
     assert login.status_code == 200
     assert await attempts(db_engine) == []
+
+
+# ------------------------------------------------------------------ signed callbacks
+
+CALLBACK = "/api/v1/callbacks/vonage/verify"
+SIGNATURE_SECRET = "vonage-signature-secret-for-tests-0123456789"
+WITH_CALLBACKS = {**ROUTED, "vonage_signature_secret": SIGNATURE_SECRET}
+
+
+def signed(body: dict[str, Any], secret: str = SIGNATURE_SECRET, **claims: Any) -> dict[str, Any]:
+    """A callback as Vonage sends it: the JSON body and its JWT."""
+    raw = json.dumps(body).encode()
+    token = jwt.encode(
+        {
+            "iat": 1_764_495_000,
+            "jti": "0f1e2d3c",
+            "iss": "Vonage",
+            "api_key": API_KEY,
+            "payload_hash": hashlib.sha256(raw).hexdigest(),
+            **claims,
+        },
+        secret,
+        algorithm="HS256",
+    )
+    return {
+        "content": raw,
+        "headers": {"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    }
+
+
+def summary(request_id: str, status: str = "completed", price: Any = 0.105) -> dict[str, Any]:
+    return {
+        "request_id": request_id,
+        "submitted_at": "2026-11-30T09:00:00.000Z",
+        "status": status,
+        "type": "summary",
+        "channel_timeout": 300,
+        "workflow": [
+            {"channel": "sms", "initiated_at": "2026-11-30T09:00:00.000Z", "status": status}
+        ],
+        "price": price,
+    }
+
+
+async def test_a_summary_callback_records_price_and_conversion(
+    client_for: ClientFactory, fake_vonage: StatefulVonage, db_engine: AsyncEngine
+) -> None:
+    phone = kg_phone()
+    async with client_for(**WITH_CALLBACKS) as client:
+        await client.post(SEND, json={"phone": phone})
+        (sent,) = await attempts(db_engine)
+        answer = await client.post(CALLBACK, **signed(summary(sent.attempt_sid)))
+        again = await client.post(CALLBACK, **signed(summary(sent.attempt_sid)))
+
+    assert answer.status_code == again.status_code == 204
+    (attempt,) = await attempts(db_engine)
+    assert (attempt.converted, attempt.price_micros, attempt.price_currency) == (
+        True,
+        105_000,
+        "EUR",
+    )
+    assert attempt.provider_updated_at.replace(tzinfo=UTC) == datetime(2026, 11, 30, 9, tzinfo=UTC)
+    assert attempt.delivery_status is None
+
+
+async def test_an_expired_event_records_an_unused_code(
+    client_for: ClientFactory, fake_vonage: StatefulVonage, db_engine: AsyncEngine
+) -> None:
+    phone = kg_phone()
+    async with client_for(**WITH_CALLBACKS) as client:
+        await client.post(SEND, json={"phone": phone})
+        (sent,) = await attempts(db_engine)
+        event = {
+            "request_id": sent.attempt_sid,
+            "triggered_at": "2026-11-30T09:00:00.000Z",
+            "type": "event",
+            "channel": "sms",
+            "status": "expired",
+            "finalized_at": "2026-11-30T09:10:00.000Z",
+        }
+        answer = await client.post(CALLBACK, **signed(event))
+
+    assert answer.status_code == 204
+    (attempt,) = await attempts(db_engine)
+    assert (attempt.converted, attempt.price_micros) == (False, None)
+
+
+@pytest.mark.parametrize(
+    "forge",
+    [
+        pytest.param(lambda body: signed(body, secret="another-secret-0123456789abcdef"), id="key"),
+        pytest.param(
+            lambda body: {**signed(body), "content": json.dumps({**body, "price": 0}).encode()},
+            id="body",
+        ),
+        pytest.param(lambda body: signed(body, api_key="another-account"), id="account"),
+        pytest.param(
+            lambda body: {**signed(body), "headers": {"Content-Type": "application/json"}},
+            id="unsigned",
+        ),
+    ],
+)
+async def test_a_forged_callback_answers_401_and_changes_nothing(
+    client_for: ClientFactory,
+    fake_vonage: StatefulVonage,
+    db_engine: AsyncEngine,
+    forge: Any,
+) -> None:
+    phone = kg_phone()
+    async with client_for(**WITH_CALLBACKS) as client:
+        await client.post(SEND, json={"phone": phone})
+        (before,) = await attempts(db_engine)
+        answer = await client.post(CALLBACK, **forge(summary(before.attempt_sid)))
+
+    assert answer.status_code == 401
+    assert answer.json() == {"detail": "Invalid or missing callback signature."}
+    assert answer.headers["WWW-Authenticate"] == "Bearer"
+    assert await attempts(db_engine) == [before]
+
+
+async def test_without_the_signature_secret_callbacks_answer_404(
+    client_for: ClientFactory, fake_vonage: StatefulVonage, app_logs: Records
+) -> None:
+    async with client_for(**ROUTED) as client:
+        answer = await client.post(CALLBACK, **signed(summary(REQUEST_ID)))
+
+    assert answer.status_code == 404
+    assert answer.json() == {"detail": "Vonage callbacks are not configured."}
+    assert app_logs.at(logging.ERROR) == [
+        "Vonage callback refused: VONAGE_SIGNATURE_SECRET is not set"
+    ]
+
+
+async def test_a_callback_of_an_unknown_request_is_accepted_and_stores_nothing(
+    client_for: ClientFactory, fake_vonage: StatefulVonage, db_engine: AsyncEngine
+) -> None:
+    async with client_for(**WITH_CALLBACKS) as client:
+        answer = await client.post(CALLBACK, **signed(summary(REQUEST_ID)))
+
+    assert answer.status_code == 204
+    assert await attempts(db_engine) == []
+
+
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        (b"[1, 2]", {"detail": "Request body must be a JSON object."}),
+        (b'{"status": "completed"}', {"request_id": ["This field is required."]}),
+        (
+            b'{"request_id": "r", "type": "summary", "price": "lots"}',
+            {"price": ["A valid number is required."]},
+        ),
+    ],
+)
+async def test_a_signed_body_that_is_no_callback_answers_400(
+    client_for: ClientFactory, fake_vonage: StatefulVonage, body: bytes, error: dict[str, Any]
+) -> None:
+    token = jwt.encode(
+        {"payload_hash": hashlib.sha256(body).hexdigest()}, SIGNATURE_SECRET, algorithm="HS256"
+    )
+    async with client_for(**WITH_CALLBACKS) as client:
+        answer = await client.post(
+            CALLBACK,
+            content=body,
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        )
+
+    assert answer.status_code == 400
+    assert answer.json() == error
