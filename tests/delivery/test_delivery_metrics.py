@@ -187,7 +187,7 @@ async def test_a_database_error_keeps_the_last_values_and_says_why(
 ) -> None:
     metrics = Metrics()
     figures = FlakyFigures()
-    stats = DeliveryStats(figures, metrics, ["KG"], clock=clock, cache_seconds=15)  # type: ignore[arg-type]
+    stats = DeliveryStats(figures, metrics, ["KG"], clock=clock, cache_seconds=15)
     await stats.refresh()
     clock.advance(15)
 

@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Protocol
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.core.metrics import Metrics
-from app.services.delivery.reporting import DeliveryFigures, MarketSpend, MarketWindow
+from app.services.delivery.reporting import MarketSpend, MarketWindow
 
 __all__ = ["WINDOWS", "DeliveryStats"]
 
@@ -37,12 +38,22 @@ READ_TIMEOUT_SECONDS = 5.0
 MICROS = Decimal(1_000_000)
 
 
+class FigureSource(Protocol):
+    """Where the figures come from (`reporting.DeliveryFigures`)."""
+
+    async def read(
+        self, since: Sequence[datetime]
+    ) -> list[tuple[list[MarketWindow], list[MarketSpend]]]:
+        """For each moment, the per-market figures of the attempts made since then."""
+        ...
+
+
 class DeliveryStats:
     """Refreshes the delivery gauges from the database; one per process."""
 
     def __init__(
         self,
-        figures: DeliveryFigures,
+        figures: FigureSource,
         metrics: Metrics,
         markets: list[str],
         clock: Clock,
