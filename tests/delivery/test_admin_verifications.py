@@ -86,7 +86,7 @@ async def test_a_logged_in_number_shows_its_code_with_delivery_price_and_convers
         delivery_status="delivered",
         converted=True,
         price_micros=5000,
-        price_currency="USD",
+        price_currency="usd",
     )
 
     response = await client.get(PATH, params={"phone": phone}, headers=admin)

@@ -7,14 +7,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 import respx
 from jose import jwt
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.models.delivery_attempt import DeliveryAttempt
@@ -339,3 +339,54 @@ async def test_a_signed_body_that_is_no_callback_answers_400(
 
     assert answer.status_code == 400
     assert answer.json() == error
+
+
+@pytest.fixture
+async def attempts_refused(db_engine: AsyncEngine, on_postgres: bool) -> AsyncIterator[None]:
+    """Every insert into delivery_attempts fails, as on a database that refuses it."""
+    if on_postgres:
+        create = [
+            "CREATE FUNCTION refuse_attempt() RETURNS trigger AS $$ BEGIN "
+            "RAISE EXCEPTION 'refused'; END $$ LANGUAGE plpgsql",
+            "CREATE TRIGGER refuse_attempt BEFORE INSERT ON delivery_attempts "
+            "FOR EACH ROW EXECUTE FUNCTION refuse_attempt()",
+        ]
+        drop = [
+            "DROP TRIGGER refuse_attempt ON delivery_attempts",
+            "DROP FUNCTION refuse_attempt()",
+        ]
+    else:
+        create = [
+            "CREATE TRIGGER refuse_attempt BEFORE INSERT ON delivery_attempts "
+            "BEGIN SELECT RAISE(ABORT, 'refused'); END"
+        ]
+        drop = ["DROP TRIGGER refuse_attempt"]
+    async with db_engine.begin() as connection:
+        for statement in create:
+            await connection.execute(text(statement))
+    try:
+        yield
+    finally:
+        async with db_engine.begin() as connection:
+            for statement in drop:
+                await connection.execute(text(statement))
+
+
+async def test_an_attempt_that_cannot_be_stored_is_logged_and_the_login_goes_on(
+    client_for: ClientFactory,
+    fake_vonage: StatefulVonage,
+    db_engine: AsyncEngine,
+    attempts_refused: None,
+    app_logs: Records,
+) -> None:
+    phone = kg_phone()
+    async with client_for(**ROUTED) as client:
+        sent = await client.post(SEND, json={"phone": phone})
+        login = await client.post(VERIFY, json={"phone": phone, "verification_code": CODE})
+
+    assert sent.status_code == login.status_code == 200
+    assert await attempts(db_engine) == []
+    (warning,) = [m for m in app_logs.at(logging.WARNING) if "not recorded" in m]
+    assert warning.startswith(
+        f"Delivery attempt of Vonage for {phone[:4]}*****{phone[-4:]} not recorded ("
+    )

@@ -35,6 +35,11 @@ def format_micros(micros: int | None) -> str | None:
     return f"{whole}.{decimals}"
 
 
+def _currency(code: str | None) -> str | None:
+    """ISO 4217 in capitals, as `/metrics` labels it (Twilio writes `usd`)."""
+    return code.upper() if code else None
+
+
 @dataclass(frozen=True, slots=True)
 class AttemptView:
     """One attempt as its provider last reported it."""
@@ -58,7 +63,7 @@ class AttemptView:
             delivery_error_code=attempt.delivery_error_code,
             converted=attempt.converted,
             price=format_micros(attempt.price_micros),
-            price_currency=attempt.price_currency,
+            price_currency=_currency(attempt.price_currency),
             attempted_at=attempt.attempted_at,
         )
 
@@ -88,7 +93,7 @@ def _summary(verification: Verification, attempts: list[DeliveryAttempt]) -> Ver
     price = currency = None
     if priced and len(currencies) == 1 and "" not in currencies:
         price = format_micros(sum(attempt.price_micros or 0 for attempt in priced))
-        currency = priced[0].price_currency
+        currency = _currency(priced[0].price_currency)
     return VerificationDelivery(
         verification=verification,
         attempts=views,
