@@ -30,9 +30,12 @@ from app.core.metrics_port import MetricsPortMiddleware
 from app.core.request_context import RequestContextMiddleware
 from app.core.request_limits import RequestLimitsMiddleware
 from app.core.settings_loader import load_settings
-from app.routers import admin, login, ops, sessions, users
+from app.routers import admin, callbacks, login, ops, sessions, users
 from app.services.admin.service import AdminService
 from app.services.challenge.service import ChallengeService
+from app.services.delivery.callbacks import VonageCallbacks
+from app.services.delivery.reporting import DeliveryFigures
+from app.services.delivery.stats import DeliveryStats
 from app.services.limits.service import LoginLimits
 from app.services.limits.steps import Clock
 from app.services.limits.windows import RateLimiter
@@ -244,6 +247,19 @@ async def _process_state(
     )
     state.phone_change_service = PhoneChangeService(state.login_service, session_service, metrics)
     state.admin_service = AdminService(user_service, session_service, metrics)
+    state.delivery_stats = DeliveryStats(
+        DeliveryFigures(database.engine),
+        metrics,
+        list(settings.markets),
+        clock=clocks.wall,
+        cache_seconds=settings.delivery_metrics_cache_seconds,
+    )
+    signature_secret = settings.vonage_signature_secret
+    state.vonage_callbacks = VonageCallbacks(
+        signature_secret.get_secret_value() if signature_secret else None,
+        settings.vonage_api_key,
+        clock=clocks.wall,
+    )
     state.readiness = ReadinessChecker(
         database,
         limits,
@@ -316,6 +332,7 @@ def create_app(settings: Settings | None = None, clocks: Clocks | None = None) -
     app.include_router(users.router)
     app.include_router(sessions.keys_router)
     app.include_router(admin.router)
+    app.include_router(callbacks.router)
     app.include_router(ops.router)
     ops.install_docs(app)
     # Last added runs first: the metrics port (with METRICS_PORT), request context, CORS,

@@ -228,6 +228,8 @@ class Settings(BaseSettings):
 
     vonage_api_key: str | None = None
     vonage_api_secret: SecretStr | None = None
+    # Checks the signatures of Vonage's Verify callbacks (POST /api/v1/callbacks/vonage/verify).
+    vonage_signature_secret: SecretStr | None = None
     # Vonage shows the brand in the message ("Your <brand> code is …").
     vonage_brand: str = Field(default="Phone Auth", min_length=1, max_length=16)
     vonage_base_url: str = Field(default="https://api.nexmo.com", pattern=r"^https?://")
@@ -267,6 +269,8 @@ class Settings(BaseSettings):
     test_phone_numbers: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
     test_phone_numbers_valid_until: date | None = None
     verification_retention_days: int = Field(default=30, ge=1, le=3650)
+    # The delivery gauges of /metrics are read from the database at most this often.
+    delivery_metrics_cache_seconds: float = Field(default=5.0, ge=0, le=3600)
 
     # `python -m app sync-attempts`: each run reads the attempts created since the
     # newest one seen, less this overlap (a code's lifetime and late prices), or,

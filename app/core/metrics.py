@@ -1,7 +1,10 @@
 """Prometheus metrics, one registry per application.
 
 Run one uvicorn worker per pod (scale with replicas): each process serves its
-own numbers at /metrics and Prometheus adds them up across pods.
+own numbers at /metrics and Prometheus adds them up across pods. The delivery
+gauges (`phone_auth_delivery_*`, `phone_auth_sms_spend_reported`) are the
+exception: they are read from the database at scrape time, so every replica shows
+the same values and PromQL takes `max by (market)` of them, never `sum`.
 """
 
 from __future__ import annotations
@@ -167,5 +170,52 @@ class Metrics:
             "Sends passed on to the next provider of a market's order, by market, the "
             "provider that failed and the next one",
             ["market", "provider", "next_provider"],
+            registry=registry,
+        )
+        # Delivery, conversion and reported spend: read from the database when /metrics
+        # is scraped (app.services.delivery.stats), the same on every replica.
+        self.delivery_attempts = Gauge(
+            "phone_auth_delivery_attempts",
+            "Codes sent (provider attempts) in the window, by market; from the database, "
+            "the same on every replica (aggregate with max, not sum)",
+            ["market", "window"],
+            registry=registry,
+        )
+        self.delivery_messages = Gauge(
+            "phone_auth_delivery_messages",
+            "Attempts of the window whose message the provider reports delivered, "
+            "undelivered or failed, by market and status",
+            ["market", "window", "status"],
+            registry=registry,
+        )
+        self.delivery_conversion_rate = Gauge(
+            "phone_auth_delivery_conversion_rate",
+            "Share of the window's attempts with a known conversion status whose code was "
+            "used, by market (no series without such an attempt)",
+            ["market", "window"],
+            registry=registry,
+        )
+        self.delivery_conversion_samples = Gauge(
+            "phone_auth_delivery_conversion_samples",
+            "Attempts of the window with a known conversion status, by market",
+            ["market", "window"],
+            registry=registry,
+        )
+        self.sms_spend_reported = Gauge(
+            "phone_auth_sms_spend_reported",
+            "What the providers report they charged for the window's attempts, in "
+            "`currency`, by market and provider (the estimate is "
+            "phone_auth_sms_spend_usd_total)",
+            ["market", "provider", "currency", "window"],
+            registry=registry,
+        )
+        self.delivery_stats_refreshed = Gauge(
+            "phone_auth_delivery_stats_refreshed_timestamp_seconds",
+            "When the delivery gauges were last read from the database (epoch seconds)",
+            registry=registry,
+        )
+        self.delivery_stats_errors = Counter(
+            "phone_auth_delivery_stats_errors_total",
+            "Reads of the delivery gauges that failed (the previous values stay)",
             registry=registry,
         )

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from app.core.metrics import Metrics
+from app.services.delivery.stats import DeliveryStats
 from app.services.ops.service import ReadinessChecker
 
 
@@ -22,5 +23,12 @@ async def get_metrics(request: Request) -> Metrics:
     return metrics
 
 
+async def get_delivery_stats(request: Request) -> DeliveryStats:
+    """The delivery gauges' refresher, one per process."""
+    stats: DeliveryStats = request.app.state.delivery_stats
+    return stats
+
+
 ReadinessDep = Annotated[ReadinessChecker, Depends(get_readiness)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+DeliveryStatsDep = Annotated[DeliveryStats, Depends(get_delivery_stats)]

@@ -4,23 +4,26 @@ user with the `admin` role."""
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 
 from app.core.errors import FieldErrors
-from app.core.phone import PhoneError, parse_phone
+from app.core.phone import Phone, PhoneError, parse_phone
 from app.core.roles import MSG_BAD_ROLE
 from app.dependencies.admin import AdminServiceDep, CurrentAdmin
 from app.dependencies.client_ip import ClientIP
 from app.dependencies.database import UnitOfWorkDep, UnitOfWorkRoute
 from app.schemas.admin import (
     AdminUserOut,
+    AdminVerificationOut,
     AuditEventOut,
     AuditEventPage,
     DisableRequest,
     RolesRequest,
     UserPage,
+    VerificationPage,
 )
 from app.schemas.errors import BadRequestBody, DetailBody, error_response
 from app.services.admin.exceptions import (
@@ -32,11 +35,13 @@ from app.services.admin.exceptions import (
     UserNotFound,
 )
 from app.services.admin.service import AdminUser, Page, parse_id
+from app.services.delivery.views import VerificationDelivery
 from app.services.sessions.exceptions import MSG_INVALID_TOKEN
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"], route_class=UnitOfWorkRoute)
 
 MSG_INVALID_USER_ID = "Enter a valid user id."
+MSG_PHONE_OR_USER = "Give phone or user_id, not both."
 
 _AUTH: dict[int | str, dict[str, Any]] = {
     401: error_response(
@@ -119,13 +124,17 @@ async def list_users(
     """Look a user up by number, or list users."""
     if phone is None:
         return _page(await service.users(uow, cursor, limit))
+    return _page(await service.by_phone(uow, _phone(phone)))
+
+
+def _phone(phone: str) -> Phone:
+    """The number of a `phone` query parameter, or the login's 400 on `phone`."""
     # An unencoded `+` arrives as a space; the number is the same one.
     text = "+" + phone[1:] if phone[:1] == " " and phone[1:2].isdigit() else phone
     try:
-        parsed = parse_phone(text)
+        return parse_phone(text)
     except PhoneError as exc:
         raise FieldErrors({"phone": [str(exc)]}) from exc
-    return _page(await service.by_phone(uow, parsed))
 
 
 @router.get(
@@ -292,4 +301,78 @@ async def list_audit_events(
     return AuditEventPage(
         items=[AuditEventOut.model_validate(event) for event in page.items],
         next_cursor=page.next_cursor,
+    )
+
+
+def _verification_out(view: VerificationDelivery) -> AdminVerificationOut:
+    row = view.verification
+    return AdminVerificationOut.model_validate(
+        {
+            "id": row.id,
+            "phone": row.phone,
+            "market": row.market,
+            "purpose": row.purpose,
+            "channel": row.channel,
+            "provider": row.provider,
+            "status": row.status,
+            "created_at": row.created_at,
+            "expires_at": row.expires_at,
+            "delivery_status": view.delivery_status,
+            "delivery_error_code": view.delivery_error_code,
+            "converted": view.converted,
+            "price": view.price,
+            "price_currency": view.price_currency,
+            "synced_at": view.synced_at,
+            "attempts": [asdict(attempt) for attempt in view.attempts],
+        }
+    )
+
+
+@router.get(
+    "/verifications",
+    summary="A number's or a user's recent codes, with their delivery",
+    description="The codes sent, newest first, each with what its provider reported: the "
+    "message's delivery status, whether the code was used (`converted`), and the price, "
+    "with every attempt (a resend within a code's lifetime is a second attempt). With "
+    "`phone` (any format the login accepts), the codes sent to that number; with "
+    "`user_id`, the user's: those to their current number and those of their number "
+    "changes; with neither, every code. Delivery fields are null until the provider's "
+    "report has been synced (`python -m app sync-attempts`). `limit` at a time; "
+    "`next_cursor` fetches the next page and is null on the last.",
+    response_model=VerificationPage,
+    responses={
+        **_AUTH,
+        400: error_response(
+            BadRequestBody,
+            "An invalid number, user id, cursor or limit",
+            {"phone": ["Enter a valid phone number."]},
+        ),
+    },
+)
+async def list_verifications(
+    admin: CurrentAdmin,
+    service: AdminServiceDep,
+    uow: UnitOfWorkDep,
+    phone: Annotated[
+        str | None,
+        Query(max_length=64, description="E.g. `+996555123456` (URL-encode the `+` as `%2B`)"),
+    ] = None,
+    user_id: Annotated[
+        str | None, Query(max_length=16, description="The user's codes (instead of `phone`)")
+    ] = None,
+    cursor: Cursor = None,
+    limit: Limit = 50,
+) -> VerificationPage:
+    """Look up the recent codes of a number or a user, with their delivery."""
+    if phone is not None and user_id is not None:
+        raise FieldErrors({"user_id": [MSG_PHONE_OR_USER]})
+    wanted = None
+    if user_id is not None:
+        wanted = parse_id(user_id)
+        if wanted is None:
+            raise FieldErrors({"user_id": [MSG_INVALID_USER_ID]})
+    parsed = _phone(phone) if phone is not None else None
+    page = await service.verifications(uow, parsed, wanted, cursor, limit)
+    return VerificationPage(
+        items=[_verification_out(view) for view in page.items], next_cursor=page.next_cursor
     )

@@ -16,7 +16,7 @@ from starlette.staticfiles import StaticFiles
 
 from app.core.errors import MSG_DATABASE_UNAVAILABLE, SUCCESS_ENVELOPE_ROUTES
 from app.core.request_limits import MSG_MEDIA_TYPE, MSG_TOO_LARGE
-from app.dependencies.ops import MetricsDep, ReadinessDep
+from app.dependencies.ops import DeliveryStatsDep, MetricsDep, ReadinessDep
 from app.schemas.errors import DetailBody, SendErrorBody, as_documented, error_response
 from app.schemas.ops import HealthBody, ReadinessBody
 from app.services.ops.service import overall
@@ -121,8 +121,10 @@ async def readyz_head(readiness: ReadinessDep) -> Response:
 
 
 @router.get("/metrics", include_in_schema=False)
-async def metrics(metrics: MetricsDep) -> Response:
-    """Prometheus metrics of this process."""
+async def metrics(metrics: MetricsDep, delivery: DeliveryStatsDep) -> Response:
+    """Prometheus metrics of this process, and the delivery gauges read from the
+    database (cached for `DELIVERY_METRICS_CACHE_SECONDS`)."""
+    await delivery.refresh()
     return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 

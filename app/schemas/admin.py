@@ -137,3 +137,71 @@ class RolesRequest(RequestBody):
         AfterValidator(_at_most_max_roles),
         Field(json_schema_extra={"maxItems": MAX_ROLES}),
     ]
+
+
+class DeliveryAttemptOut(BaseModel):
+    """One attempt to deliver a code, as its provider last reported it."""
+
+    attempt_sid: str = Field(examples=["VLaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"])
+    channel: str = Field(examples=["sms"])
+    delivery_status: str | None = Field(
+        description="The message's status (`delivered`, `undelivered`, `failed`, `sent`, …); "
+        "null when the provider has not said",
+        examples=["delivered"],
+    )
+    delivery_error_code: str | None = Field(
+        description="The carrier's or provider's error code of an undelivered message",
+        examples=[None],
+    )
+    converted: bool | None = Field(
+        description="Whether the code was used; null when not known", examples=[True]
+    )
+    price: str | None = Field(
+        description="What the provider charged, a decimal string; null until known",
+        examples=["0.0050"],
+    )
+    price_currency: str | None = Field(examples=["USD"])
+    attempted_at: datetime
+
+
+class AdminVerificationOut(BaseModel):
+    """A verification (a code sent) and what its provider reported of its delivery."""
+
+    id: IdText = Field(examples=["42"])
+    phone: str = Field(examples=["+996555123456"])
+    market: str = Field(examples=["KG"])
+    purpose: str = Field(description="`login` or `phone_change`", examples=["login"])
+    channel: str = Field(examples=["sms"])
+    provider: str = Field(examples=["twilio"])
+    status: str = Field(
+        description="`pending`, `approved`, `expired`, `locked` or `failed`",
+        examples=["approved"],
+    )
+    created_at: datetime
+    expires_at: datetime
+    delivery_status: str | None = Field(
+        description="The newest attempt's message status; null before the first sync",
+        examples=["delivered"],
+    )
+    delivery_error_code: str | None = Field(examples=[None])
+    converted: bool | None = Field(
+        description="Whether the code was used, as the provider reports it; null when not known",
+        examples=[True],
+    )
+    price: str | None = Field(
+        description="The attempts' reported prices added up (null when unknown, or in "
+        "several currencies)",
+        examples=["0.0050"],
+    )
+    price_currency: str | None = Field(examples=["USD"])
+    synced_at: datetime | None = Field(
+        description="When the provider's report was last stored; null before the first sync"
+    )
+    attempts: list[DeliveryAttemptOut] = Field(description="Newest first")
+
+
+class VerificationPage(BaseModel):
+    """A page of verifications, newest first; pass `next_cursor` as `cursor` for the next."""
+
+    items: list[AdminVerificationOut]
+    next_cursor: str | None = Field(description="Opaque; null on the last page")

@@ -170,6 +170,7 @@ async def test_no_secret_setting_is_in_the_answer(
         "twilio_verify_service_sid": "VA" + "8" * 32,
         "vonage_api_key": "vonage-key-0123",
         "vonage_api_secret": "vonage-secret-0123456789",
+        "vonage_signature_secret": "vonage-signature-secret-0123456789",
         **captcha(captcha_secret_key="0x4AAAAAAAthe-captcha-secret-9876543210"),
         "rate_limit_storage_url": "redis://:redis-password-0123456789@127.0.0.1:1/0",
     }

@@ -33,6 +33,7 @@ from app.services.admin.exceptions import (
     UserNotFound,
 )
 from app.services.admin.repository import AdminRepository
+from app.services.delivery.views import VerificationDelivery, verification_page
 from app.services.sessions.service import SessionService
 from app.services.users.service import UserService
 
@@ -135,6 +136,27 @@ class AdminService:
         more = len(found) > limit
         found = found[:limit]
         return Page(found, _cursor("e", found[-1].id) if more and found else None)
+
+    async def verifications(
+        self,
+        uow: UnitOfWork,
+        phone: Phone | None,
+        user_id: int | None,
+        cursor: str | None,
+        limit: int,
+    ) -> Page[VerificationDelivery]:
+        """A page of verifications with their delivery, newest first: to `phone`, or a
+        user's (to their current number, and the codes bound to them), or every one."""
+        limit = max(1, min(limit, MAX_PAGE))
+        after = _after("v", cursor)
+        number = phone.e164 if phone is not None else None
+        if user_id is not None:
+            user = await self._users.get(uow, user_id)
+            number = user.phone if user is not None else None
+        found = await verification_page(uow, number, user_id, after, limit + 1)
+        more = len(found) > limit
+        found = found[:limit]
+        return Page(found, _cursor("v", found[-1].verification.id) if more and found else None)
 
     async def _views(self, uow: UnitOfWork, users: Sequence[User]) -> list[AdminUser]:
         counts = await self._sessions.active_counts(uow, [user.id for user in users])

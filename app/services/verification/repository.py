@@ -26,10 +26,12 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import CursorResult
 
 from app.core.database import UnitOfWork
 from app.models.base import table_of, utcnow
+from app.models.delivery_attempt import DeliveryAttempt
 from app.models.verification import Verification, VerificationPurpose, VerificationStatus
 
 _V = table_of(Verification)
@@ -139,6 +141,45 @@ _FINISH = (
     .where(_V.c.id == bindparam("b_id"), _V.c.status == _PENDING)
     .values(status=bindparam("b_status"), updated_at=bindparam("b_now"))
 )
+
+
+# Attempts of providers that report through the login path itself (Vonage: its
+# request id is the attempt's and the verification's sid). Inserted once: a second
+# insert of the same attempt changes nothing.
+_DA = table_of(DeliveryAttempt)
+_INSERT_ATTEMPT = {
+    "postgresql": postgresql.insert(_DA).on_conflict_do_nothing(
+        index_elements=[_DA.c.provider, _DA.c.attempt_sid]
+    ),
+    "sqlite": sqlite.insert(_DA).on_conflict_do_nothing(
+        index_elements=[_DA.c.provider, _DA.c.attempt_sid]
+    ),
+}
+_ATTEMPT_OUTCOME = (
+    update(_DA)
+    .where(_DA.c.provider == bindparam("b_provider"), _DA.c.attempt_sid == bindparam("b_sid"))
+    .values(
+        converted=bindparam("b_converted"),
+        delivery_status=func.coalesce(
+            bindparam("b_delivery_status", type_=String), _DA.c.delivery_status
+        ),
+        provider_updated_at=bindparam("b_now"),
+        synced_at=bindparam("b_now"),
+    )
+)
+
+
+@dataclass(frozen=True, slots=True)
+class NewAttempt:
+    """A delivery attempt known at send time: what a provider without a report API of
+    its own gives (Vonage: the channel, no status and no price)."""
+
+    provider: str
+    sid: str
+    verification_id: int
+    market: str
+    channel: str
+    delivery_status: str | None = None
 
 
 @dataclass(slots=True)
@@ -308,6 +349,41 @@ class VerificationRepository:
         """Move a pending row to `status`, unless another request got there first."""
         await self._uow.commit_statement_now(
             _FINISH, {"b_id": verification_id, "b_status": status.value, "b_now": utcnow()}
+        )
+
+    async def record_attempt(self, attempt: NewAttempt) -> None:
+        """Store a delivery attempt at send time, committed at once; stored already, it
+        stays as it is."""
+        now = utcnow()
+        await self._uow.commit_statement_now(
+            _INSERT_ATTEMPT[self._uow.dialect],
+            {
+                "provider": attempt.provider,
+                "attempt_sid": attempt.sid,
+                "verification_sid": attempt.sid,
+                "verification_id": attempt.verification_id,
+                "market": attempt.market,
+                "channel": attempt.channel,
+                "delivery_status": attempt.delivery_status,
+                "attempted_at": now,
+                "synced_at": now,
+            },
+        )
+
+    async def record_attempt_outcome(
+        self, provider: str, sid: str, converted: bool, delivery_status: str | None
+    ) -> None:
+        """Record whether an attempt's code was used (and, when known, its message's
+        status), committed at once."""
+        await self._uow.commit_statement_now(
+            _ATTEMPT_OUTCOME,
+            {
+                "b_provider": provider,
+                "b_sid": sid,
+                "b_converted": converted,
+                "b_delivery_status": delivery_status,
+                "b_now": utcnow(),
+            },
         )
 
     async def purge_created_before(self, cutoff: datetime) -> int:

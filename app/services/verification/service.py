@@ -16,6 +16,7 @@ a request that finds every attempt taken by checks in flight is a 400 too.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import NoReturn
@@ -58,6 +59,7 @@ from app.services.verification.providers.test_numbers import TestNumberProvider,
 from app.services.verification.repository import (
     LOGIN,
     CodeOwner,
+    NewAttempt,
     NewVerification,
     NoAttempt,
     ReservedCheck,
@@ -65,6 +67,14 @@ from app.services.verification.repository import (
 )
 
 logger = logging.getLogger(__name__)
+
+# Providers whose delivery attempts the login path records itself, as they have no
+# report API the sync reads (Twilio's attempts come from `python -m app sync-attempts`,
+# so a Twilio login writes nothing more).
+RECORDS_ATTEMPTS = frozenset({"vonage"})
+# A send the provider accepted says nothing of its message's fate; a code that was
+# used says it reached the person.
+DELIVERED = "delivered"
 
 # The delivery domain reads providers' attempts through these.
 __all__ = [
@@ -285,6 +295,14 @@ class VerificationService:
                 phone.masked,
                 type(getattr(exc, "orig", None) or exc).__name__,
             )
+        if sent_by in RECORDS_ATTEMPTS:
+            await _record(
+                repository.record_attempt(
+                    NewAttempt(sent_by, result.sid, reserved, market.name, channel)
+                ),
+                sent_by,
+                phone,
+            )
         logger.info(
             "Verification sent: market=%s channel=%s provider=%s phone=%s",
             market.name,
@@ -338,9 +356,25 @@ class VerificationService:
             _log_provider_failure(exc, "verify", phone, checker.name)
             raise
         if outcome is CheckOutcome.APPROVED:
+            if checker.name in RECORDS_ATTEMPTS:
+                await _record(
+                    repository.record_attempt_outcome(
+                        checker.name, row.provider_sid, converted=True, delivery_status=DELIVERED
+                    ),
+                    checker.name,
+                    phone,
+                )
             return
         if outcome is CheckOutcome.MAX_ATTEMPTS:
             await repository.finish(row.id, VerificationStatus.LOCKED)
+            if checker.name in RECORDS_ATTEMPTS:
+                await _record(
+                    repository.record_attempt_outcome(
+                        checker.name, row.provider_sid, converted=False, delivery_status=None
+                    ),
+                    checker.name,
+                    phone,
+                )
             logger.warning(
                 "Verification locked by provider: market=%s phone=%s", market.name, phone.masked
             )
@@ -355,6 +389,14 @@ class VerificationService:
             raise InvalidCode()
         if row.failed_attempts >= self._max_attempts:
             await repository.finish(row.id, VerificationStatus.LOCKED)
+            if checker.name in RECORDS_ATTEMPTS:
+                await _record(
+                    repository.record_attempt_outcome(
+                        checker.name, row.provider_sid, converted=False, delivery_status=None
+                    ),
+                    checker.name,
+                    phone,
+                )
             logger.warning(
                 "Verification locked after wrong codes: market=%s phone=%s",
                 market.name,
@@ -363,6 +405,20 @@ class VerificationService:
         else:
             logger.info("Wrong code: market=%s phone=%s", market.name, phone.masked)
         raise InvalidCode()
+
+
+async def _record(write: Awaitable[None], provider: str, phone: Phone) -> None:
+    """Run a delivery attempt's write; one that fails is logged and the login goes on
+    (the report is bookkeeping, the code is what the person waits for)."""
+    try:
+        await write
+    except DATABASE_DOWN_ERRORS as exc:
+        logger.warning(
+            "Delivery attempt of %s for %s not recorded (%s)",
+            provider.capitalize(),
+            phone.masked,
+            type(getattr(exc, "orig", None) or exc).__name__,
+        )
 
 
 def _log_provider_failure(exc: ProviderError, operation: str, phone: Phone, provider: str) -> None:
