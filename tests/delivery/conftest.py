@@ -36,7 +36,8 @@ class Clock:
 
 
 @pytest.fixture
-def clock() -> Clock:
+def sync_clock() -> Clock:
+    """The sync's clock (the app's `clock` fixture stays the suite's)."""
     return Clock()
 
 

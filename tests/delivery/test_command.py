@@ -31,8 +31,8 @@ def cli_lines(caplog: pytest.LogCaptureFixture) -> list[tuple[int, str]]:
     return [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "app.cli"]
 
 
-async def sync_command(settings: SettingsFactory, clock: Clock, **overrides: object) -> int:
-    run = partial(attempts_cli.run, settings(**overrides), clock=clock)
+async def sync_command(settings: SettingsFactory, sync_clock: Clock, **overrides: object) -> int:
+    run = partial(attempts_cli.run, settings(**overrides), clock=sync_clock)
     return await asyncio.to_thread(run)
 
 
@@ -51,16 +51,16 @@ async def test_a_sync_logs_one_summary_line_and_a_second_changes_nothing(
     make_settings: SettingsFactory,
     db_engine: AsyncEngine,
     three_attempts: FakeAttempts,
-    clock: Clock,
+    sync_clock: Clock,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     await add_verification(db_engine, verification_sid(1), NOW - timedelta(minutes=2))
     caplog.set_level(logging.INFO, logger="app")
 
-    first = await sync_command(make_settings, clock, attempts_sync_page_size=2)
+    first = await sync_command(make_settings, sync_clock, attempts_sync_page_size=2)
     rows = await stored(db_engine)
-    clock.advance(300)
-    second = await sync_command(make_settings, clock, attempts_sync_page_size=2)
+    sync_clock.advance(300)
+    second = await sync_command(make_settings, sync_clock, attempts_sync_page_size=2)
 
     assert (first, second) == (0, 0)
     assert cli_lines(caplog) == [
@@ -87,7 +87,7 @@ async def test_bad_credentials_are_one_error_line_and_exit_1(
     make_settings: SettingsFactory,
     db_engine: AsyncEngine,
     twilio: respx.MockRouter,
-    clock: Clock,
+    sync_clock: Clock,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     twilio.get(ATTEMPTS_PATH).mock(
@@ -95,7 +95,7 @@ async def test_bad_credentials_are_one_error_line_and_exit_1(
     )
     caplog.set_level(logging.INFO, logger="app")
 
-    status = await sync_command(make_settings, clock)
+    status = await sync_command(make_settings, sync_clock)
 
     assert status == 1
     [(level, line)] = cli_lines(caplog)
@@ -120,14 +120,14 @@ async def test_without_an_attempts_list_nothing_is_called_and_it_exits_0(
     make_settings: SettingsFactory,
     db_engine: AsyncEngine,
     fake_attempts: FakeAttempts,
-    clock: Clock,
+    sync_clock: Clock,
     caplog: pytest.LogCaptureFixture,
     overrides: dict[str, object],
     said: str,
 ) -> None:
     caplog.set_level(logging.INFO, logger="app")
 
-    status = await sync_command(make_settings, clock, **overrides)
+    status = await sync_command(make_settings, sync_clock, **overrides)
 
     assert status == 0
     assert cli_lines(caplog) == [(logging.INFO, said)]

@@ -35,7 +35,7 @@ async def _no_sleep(_delay: float) -> None:
     return None
 
 
-def sync_service(http: httpx.AsyncClient, clock: Clock) -> DeliverySyncService:
+def sync_service(http: httpx.AsyncClient, sync_clock: Clock) -> DeliverySyncService:
     twilio = TwilioVerifyClient(
         http,
         TwilioCredentials(ACCOUNT_SID, AUTH_TOKEN, SERVICE_SID),
@@ -49,7 +49,7 @@ def sync_service(http: httpx.AsyncClient, clock: Clock) -> DeliverySyncService:
         overlap_seconds=OVERLAP,
         first_lookback_seconds=LOOKBACK,
         page_size=PAGE_SIZE,
-        clock=clock,
+        clock=sync_clock,
     )
 
 
@@ -77,7 +77,7 @@ async def test_a_first_sync_reads_the_last_day_and_stores_each_attempt_on_its_ve
     db_engine: AsyncEngine,
     http: httpx.AsyncClient,
     fake_attempts: FakeAttempts,
-    clock: Clock,
+    sync_clock: Clock,
 ) -> None:
     ids = [
         await add_verification(db_engine, verification_sid(n), NOW - timedelta(hours=n))
@@ -109,7 +109,7 @@ async def test_a_first_sync_reads_the_last_day_and_stores_each_attempt_on_its_ve
         attempt(attempt_sid(4), verification_sid(4), NOW - timedelta(days=2)),
     )
 
-    report = await run_sync(database, sync_service(http, clock))
+    report = await run_sync(database, sync_service(http, sync_clock))
 
     assert counts(report) == {
         "pages": 2,
@@ -145,7 +145,7 @@ async def test_a_second_sync_reads_from_the_watermark_less_the_overlap_and_chang
     db_engine: AsyncEngine,
     http: httpx.AsyncClient,
     fake_attempts: FakeAttempts,
-    clock: Clock,
+    sync_clock: Clock,
 ) -> None:
     created = NOW - timedelta(minutes=5)
     await add_verification(db_engine, verification_sid(1), created - timedelta(seconds=1))
@@ -153,10 +153,10 @@ async def test_a_second_sync_reads_from_the_watermark_less_the_overlap_and_chang
         attempt(attempt_sid(1), verification_sid(1), created),
         attempt(attempt_sid(2), verification_sid(2), created - timedelta(minutes=1)),
     )
-    service = sync_service(http, clock)
+    service = sync_service(http, sync_clock)
     await run_sync(database, service)
     before = await stored(db_engine)
-    clock.advance(300)
+    sync_clock.advance(300)
 
     again = await run_sync(database, service)
 
@@ -181,7 +181,7 @@ async def test_an_attempt_that_changed_at_twilio_is_updated(
     db_engine: AsyncEngine,
     http: httpx.AsyncClient,
     fake_attempts: FakeAttempts,
-    clock: Clock,
+    sync_clock: Clock,
 ) -> None:
     created = NOW - timedelta(minutes=2)
     await add_verification(db_engine, verification_sid(1), created)
@@ -196,7 +196,7 @@ async def test_an_attempt_that_changed_at_twilio_is_updated(
         ),
         attempt(attempt_sid(2), verification_sid(1), created - timedelta(seconds=30)),
     )
-    service = sync_service(http, clock)
+    service = sync_service(http, sync_clock)
     await run_sync(database, service)
     assert (await stored(db_engine))[attempt_sid(1)]["price_micros"] is None
 
@@ -207,7 +207,7 @@ async def test_an_attempt_that_changed_at_twilio_is_updated(
         price={"value": "0.15", "currency": "usd"},
         date_updated=twilio_time(NOW),
     )
-    clock.advance(300)
+    sync_clock.advance(300)
     report = await run_sync(database, service)
 
     assert (report.updated, report.unchanged, report.new) == (1, 1, 0)
@@ -223,14 +223,14 @@ async def test_an_attempt_reported_late_within_the_overlap_is_still_read(
     db_engine: AsyncEngine,
     http: httpx.AsyncClient,
     fake_attempts: FakeAttempts,
-    clock: Clock,
+    sync_clock: Clock,
 ) -> None:
     fake_attempts.add(attempt(attempt_sid(1), verification_sid(1), NOW - timedelta(minutes=1)))
-    service = sync_service(http, clock)
+    service = sync_service(http, sync_clock)
     await run_sync(database, service)
     # Twilio lists an attempt created before the newest one seen, after the first run.
     fake_attempts.add(attempt(attempt_sid(2), verification_sid(2), NOW - timedelta(minutes=20)))
-    clock.advance(300)
+    sync_clock.advance(300)
 
     report = await run_sync(database, service)
 
@@ -245,7 +245,7 @@ async def test_an_attempt_of_no_stored_verification_is_kept_with_its_country_s_m
     db_engine: AsyncEngine,
     http: httpx.AsyncClient,
     fake_attempts: FakeAttempts,
-    clock: Clock,
+    sync_clock: Clock,
 ) -> None:
     fake_attempts.add(
         attempt(attempt_sid(1), verification_sid(1), NOW - timedelta(minutes=3), country="US"),
@@ -258,7 +258,7 @@ async def test_an_attempt_of_no_stored_verification_is_kept_with_its_country_s_m
         ),
     )
 
-    report = await run_sync(database, sync_service(http, clock))
+    report = await run_sync(database, sync_service(http, sync_clock))
 
     assert report.unmatched == 2
     rows = await stored(db_engine)
@@ -273,7 +273,7 @@ async def test_a_resend_s_attempt_goes_to_the_row_created_before_it(
     db_engine: AsyncEngine,
     http: httpx.AsyncClient,
     fake_attempts: FakeAttempts,
-    clock: Clock,
+    sync_clock: Clock,
 ) -> None:
     """A resend within a code's lifetime keeps Twilio's sid: two rows share it."""
     sent = NOW - timedelta(minutes=10)
@@ -286,7 +286,7 @@ async def test_a_resend_s_attempt_goes_to_the_row_created_before_it(
         attempt(attempt_sid(3), verification_sid(1), sent - timedelta(seconds=5)),
     )
 
-    await run_sync(database, sync_service(http, clock))
+    await run_sync(database, sync_service(http, sync_clock))
 
     rows = await stored(db_engine)
     assert rows[attempt_sid(1)]["verification_id"] == first
@@ -313,7 +313,7 @@ async def test_a_failure_midway_keeps_the_stored_pages_and_leaves_the_watermark(
     db_engine: AsyncEngine,
     http: httpx.AsyncClient,
     fake_attempts: FakeAttempts,
-    clock: Clock,
+    sync_clock: Clock,
 ) -> None:
     fake_attempts.add(
         *(
@@ -323,7 +323,7 @@ async def test_a_failure_midway_keeps_the_stored_pages_and_leaves_the_watermark(
     )
 
     with pytest.raises(AttemptsSyncFailed) as caught:
-        await run_sync(database, sync_service(http, clock))
+        await run_sync(database, sync_service(http, sync_clock))
 
     # The second page was asked three times (5xx on a GET is retried), then given up.
     assert [("PageToken" in p) for p in fake_attempts.params()] == [False, True, True, True]
@@ -339,15 +339,15 @@ async def test_after_a_failure_the_next_run_reads_the_same_attempts_again(
     http: httpx.AsyncClient,
     twilio: respx.MockRouter,
     fake_attempts: FakeAttempts,
-    clock: Clock,
+    sync_clock: Clock,
 ) -> None:
     fake_attempts.add(attempt(attempt_sid(1), verification_sid(1), NOW - timedelta(minutes=1)))
-    service = sync_service(http, clock)
+    service = sync_service(http, sync_clock)
     await run_sync(database, service)
     fake_attempts.add(attempt(attempt_sid(2), verification_sid(2), NOW + timedelta(minutes=1)))
     route = twilio.get(ATTEMPTS_PATH).mock(side_effect=httpx.ReadTimeout("slow"))
     calls_before = route.call_count
-    clock.advance(300)
+    sync_clock.advance(300)
 
     with pytest.raises(AttemptsSyncFailed):
         await run_sync(database, service)
@@ -365,14 +365,14 @@ async def test_bad_credentials_stop_the_sync_before_anything_is_stored(
     db_engine: AsyncEngine,
     twilio: respx.MockRouter,
     http: httpx.AsyncClient,
-    clock: Clock,
+    sync_clock: Clock,
 ) -> None:
     route = twilio.get(ATTEMPTS_PATH).mock(
         httpx.Response(401, json={"code": 20003, "message": "Authenticate", "status": 401})
     )
 
     with pytest.raises(AttemptsSyncFailed) as caught:
-        await run_sync(database, sync_service(http, clock))
+        await run_sync(database, sync_service(http, sync_clock))
 
     assert route.call_count == 1
     assert "20003" in caught.value.reason
