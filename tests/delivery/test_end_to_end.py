@@ -1,25 +1,31 @@
-"""Done when: after a login and a sync against the fake Twilio, the stored attempt shows
-that verification's delivery status, price and conversion; a second sync changes
-nothing."""
+"""Done when: after a login and a sync against the fake Twilio, the stored attempt, the
+admin view and /metrics show that verification's delivery status, price and conversion;
+a second sync changes nothing."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
+from functools import partial
 
 import httpx
+import pytest
 import respx
-from sqlalchemy import select
+from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.cli import attempts as attempts_cli
 from app.core.database import Database
 from app.models.base import utcnow
+from app.models.user import User
 from app.models.verification import Verification
 from app.services.delivery.service import DeliverySyncService
 from app.services.verification.providers.twilio import TwilioCredentials, TwilioVerifyClient
-from tests.conftest import ClientFactory
+from tests.conftest import ClientFactory, SettingsFactory
 from tests.delivery.conftest import Clock, stored
 from tests.delivery.support import FakeAttempts, attempt, attempt_sid
-from tests.helpers import KG_PHONE, SEND, VERIFY
+from tests.helpers import KG_PHONE, NO_LIMITS, SEND, VERIFY, bearer, login, new_phone
 from tests.twilio_fixtures import (
     ACCOUNT_SID,
     AUTH_TOKEN,
@@ -27,6 +33,8 @@ from tests.twilio_fixtures import (
     TWILIO_BASE_URL,
     mock_approving,
 )
+
+ADMIN_VERIFICATIONS = "/api/v1/admin/verifications"
 
 
 async def test_a_login_s_delivery_price_and_conversion_after_a_sync(
@@ -86,3 +94,82 @@ async def test_a_login_s_delivery_price_and_conversion_after_a_sync(
     assert (stored_attempt["price_micros"], stored_attempt["price_currency"]) == (150_000, "USD")
     assert (first.new, first.unmatched) == (1, 0)
     assert (second.new, second.updated, second.unchanged) == (0, 0, 1)
+
+
+def _samples(metrics_text: str, name: str) -> dict[frozenset[tuple[str, str]], float]:
+    """The samples of one metric, keyed by their labels."""
+    return {
+        frozenset(sample.labels.items()): sample.value
+        for family in text_string_to_metric_families(metrics_text)
+        for sample in family.samples
+        if sample.name == name
+    }
+
+
+async def test_after_a_login_and_a_sync_the_admin_view_and_metrics_show_the_code(
+    client_for: ClientFactory,
+    make_settings: SettingsFactory,
+    db_engine: AsyncEngine,
+    twilio: respx.MockRouter,
+    fake_attempts: FakeAttempts,
+) -> None:
+    """The issue's "done when", through the command the CronJob runs and the HTTP API:
+    the delivery status, price and conversion of a login's code, and a second sync that
+    changes nothing."""
+    mock_approving(twilio)
+    async with client_for(**NO_LIMITS) as client:
+        admin = await login(client)
+        async with db_engine.begin() as connection:
+            await connection.execute(
+                update(User).where(User.id == int(admin["user"]["id"])).values(roles=["admin"])
+            )
+        phone = new_phone()
+        await login(client, phone)
+        async with db_engine.connect() as connection:
+            sid = (
+                await connection.execute(
+                    select(Verification.provider_sid).where(Verification.phone == phone)
+                )
+            ).scalar_one()
+        sent_at = utcnow()
+        fake_attempts.add(
+            attempt(
+                attempt_sid(7),
+                sid,
+                sent_at,
+                message_status="delivered",
+                conversion_status="converted",
+                price={"value": "0.0500", "currency": "usd"},
+                to=phone,
+            )
+        )
+        clock = Clock(now=sent_at + timedelta(minutes=5))
+        sync = partial(attempts_cli.run, make_settings(), clock=clock)
+
+        assert await asyncio.to_thread(sync) == 0
+        headers = bearer(admin["access_token"])
+        view = await client.get(ADMIN_VERIFICATIONS, params={"phone": phone}, headers=headers)
+        metrics = (await client.get("/metrics")).text
+        before = await stored(db_engine)
+        clock.advance(300)
+        assert await asyncio.to_thread(sync) == 0
+        again = await client.get(ADMIN_VERIFICATIONS, params={"phone": phone}, headers=headers)
+
+    assert view.status_code == 200, view.text
+    [item] = view.json()["items"]
+    assert item["channel"] == "sms"
+    assert (item["delivery_status"], item["converted"]) == ("delivered", True)
+    assert (item["price"], item["price_currency"]) == ("0.0500", "USD")
+    kg_hour = {("market", "KG"), ("window", "1h")}
+    assert _samples(metrics, "phone_auth_delivery_messages")[
+        frozenset({*kg_hour, ("status", "delivered")})
+    ] == pytest.approx(1.0)
+    assert _samples(metrics, "phone_auth_delivery_conversion_rate")[
+        frozenset(kg_hour)
+    ] == pytest.approx(1.0)
+    assert _samples(metrics, "phone_auth_sms_spend_reported")[
+        frozenset({*kg_hour, ("provider", "twilio"), ("currency", "USD")})
+    ] == pytest.approx(0.05)
+    # The second sync stored nothing twice and changed nothing.
+    assert await stored(db_engine) == before
+    assert again.json() == view.json()
