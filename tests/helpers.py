@@ -425,3 +425,9 @@ class ThrowawayRedis:
             self.process.terminate()
             self.process.wait(10)
         self.process = None
+
+
+async def set_roles(engine: AsyncEngine, user_id: str, roles: list[str]) -> None:
+    """Give a user roles directly in the database, as the first admin is made."""
+    async with engine.begin() as connection:
+        await connection.execute(update(User).where(User.id == int(user_id)).values(roles=roles))

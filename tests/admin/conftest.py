@@ -8,18 +8,10 @@ from typing import Any
 import httpx
 import pytest
 import respx
-from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.models.user import User
 from tests.conftest import ClientFactory
-from tests.helpers import NO_LIMITS, bearer, login
-
-
-async def set_roles(engine: AsyncEngine, user_id: str, roles: list[str]) -> None:
-    """Give a user roles directly in the database, as the first admin is made."""
-    async with engine.begin() as connection:
-        await connection.execute(update(User).where(User.id == int(user_id)).values(roles=roles))
+from tests.helpers import NO_LIMITS, bearer, login, set_roles
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.models.auth_event import AuthEvent
-from tests.admin.conftest import set_roles
 from tests.helpers import (
     DISABLED,
     INVALID_REFRESH,
@@ -28,6 +27,7 @@ from tests.helpers import (
     new_phone,
     refresh,
     session_rows,
+    set_roles,
     user_row,
 )
 

@@ -11,11 +11,10 @@ from typing import Any
 import httpx
 import pytest
 import respx
-from sqlalchemy import insert, update
+from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.models.delivery_attempt import DeliveryAttempt
-from app.models.user import User
 from app.models.verification import Verification
 from tests.conftest import ClientFactory
 from tests.helpers import (
@@ -25,6 +24,7 @@ from tests.helpers import (
     bearer,
     login,
     new_phone,
+    set_roles,
     verifications,
 )
 
@@ -46,10 +46,7 @@ async def client(
 async def admin(client: httpx.AsyncClient, db_engine: AsyncEngine) -> dict[str, str]:
     """The headers of a logged-in admin."""
     body = await login(client)
-    async with db_engine.begin() as connection:
-        await connection.execute(
-            update(User).where(User.id == int(body["user"]["id"])).values(roles=["admin"])
-        )
+    await set_roles(db_engine, body["user"]["id"], ["admin"])
     return bearer(body["access_token"])
 
 

@@ -12,20 +12,19 @@ import httpx
 import pytest
 import respx
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.cli import attempts as attempts_cli
 from app.core.database import Database
 from app.models.base import utcnow
-from app.models.user import User
 from app.models.verification import Verification
 from app.services.delivery.service import DeliverySyncService
 from app.services.verification.providers.twilio import TwilioCredentials, TwilioVerifyClient
 from tests.conftest import ClientFactory, SettingsFactory
 from tests.delivery.conftest import Clock, stored
 from tests.delivery.support import FakeAttempts, attempt, attempt_sid
-from tests.helpers import KG_PHONE, NO_LIMITS, SEND, VERIFY, bearer, login, new_phone
+from tests.helpers import KG_PHONE, NO_LIMITS, SEND, VERIFY, bearer, login, new_phone, set_roles
 from tests.twilio_fixtures import (
     ACCOUNT_SID,
     AUTH_TOKEN,
@@ -119,10 +118,7 @@ async def test_after_a_login_and_a_sync_the_admin_view_and_metrics_show_the_code
     mock_approving(twilio)
     async with client_for(**NO_LIMITS) as client:
         admin = await login(client)
-        async with db_engine.begin() as connection:
-            await connection.execute(
-                update(User).where(User.id == int(admin["user"]["id"])).values(roles=["admin"])
-            )
+        await set_roles(db_engine, admin["user"]["id"], ["admin"])
         phone = new_phone()
         await login(client, phone)
         async with db_engine.connect() as connection:

@@ -13,7 +13,6 @@ import respx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.main import create_app
-from tests.admin.conftest import set_roles
 from tests.conftest import ClientFactory, SettingsFactory
 from tests.helpers import (
     CODE,
@@ -28,6 +27,7 @@ from tests.helpers import (
     event_rows,
     login,
     refresh_rows,
+    set_roles,
     user_row,
     verifications,
 )

@@ -356,25 +356,11 @@ class VerificationService:
             _log_provider_failure(exc, "verify", phone, checker.name)
             raise
         if outcome is CheckOutcome.APPROVED:
-            if checker.name in RECORDS_ATTEMPTS:
-                await _record(
-                    repository.record_attempt_outcome(
-                        checker.name, row.provider_sid, converted=True, delivery_status=DELIVERED
-                    ),
-                    checker.name,
-                    phone,
-                )
+            await _record_outcome(repository, checker.name, row.provider_sid, phone, used=True)
             return
         if outcome is CheckOutcome.MAX_ATTEMPTS:
             await repository.finish(row.id, VerificationStatus.LOCKED)
-            if checker.name in RECORDS_ATTEMPTS:
-                await _record(
-                    repository.record_attempt_outcome(
-                        checker.name, row.provider_sid, converted=False, delivery_status=None
-                    ),
-                    checker.name,
-                    phone,
-                )
+            await _record_outcome(repository, checker.name, row.provider_sid, phone, used=False)
             logger.warning(
                 "Verification locked by provider: market=%s phone=%s", market.name, phone.masked
             )
@@ -389,14 +375,7 @@ class VerificationService:
             raise InvalidCode()
         if row.failed_attempts >= self._max_attempts:
             await repository.finish(row.id, VerificationStatus.LOCKED)
-            if checker.name in RECORDS_ATTEMPTS:
-                await _record(
-                    repository.record_attempt_outcome(
-                        checker.name, row.provider_sid, converted=False, delivery_status=None
-                    ),
-                    checker.name,
-                    phone,
-                )
+            await _record_outcome(repository, checker.name, row.provider_sid, phone, used=False)
             logger.warning(
                 "Verification locked after wrong codes: market=%s phone=%s",
                 market.name,
@@ -418,6 +397,21 @@ async def _record(write: Awaitable[None], provider: str, phone: Phone) -> None:
             provider.capitalize(),
             phone.masked,
             type(getattr(exc, "orig", None) or exc).__name__,
+        )
+
+
+async def _record_outcome(
+    repository: VerificationRepository, provider: str, sid: str, phone: Phone, *, used: bool
+) -> None:
+    """For a provider whose attempts the login path records: whether the code was used
+    (a used code also says its message was delivered)."""
+    if provider in RECORDS_ATTEMPTS:
+        await _record(
+            repository.record_attempt_outcome(
+                provider, sid, converted=used, delivery_status=DELIVERED if used else None
+            ),
+            provider,
+            phone,
         )
 
 
