@@ -21,7 +21,13 @@ from typing import Any
 from jose import JWTError, jwt
 
 from app.core.database import UnitOfWork
-from app.core.errors import AppError, BadRequest, FieldErrors, NotAuthenticated
+from app.core.errors import BadRequest, FieldErrors
+from app.services.delivery.exceptions import (
+    MSG_BAD_SIGNATURE,
+    MSG_NOT_CONFIGURED,
+    CallbacksNotConfigured,
+    InvalidSignature,
+)
 from app.services.delivery.vonage_reports import VonageReport, VonageReports
 
 __all__ = [
@@ -34,8 +40,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-MSG_BAD_SIGNATURE = "Invalid or missing callback signature."
-MSG_NOT_CONFIGURED = "Vonage callbacks are not configured."
 # Vonage's summary price is in euros; its callbacks name no currency.
 VONAGE_CURRENCY = "EUR"
 MICROS = Decimal(1_000_000)
@@ -49,21 +53,6 @@ CONVERTED = {
     "blocked": False,
 }
 MAX_REQUEST_ID = 64
-
-
-class InvalidSignature(NotAuthenticated):
-    """A callback whose JWT is missing, not Vonage's, or not of this body."""
-
-    default_message = MSG_BAD_SIGNATURE
-
-
-class CallbacksNotConfigured(AppError):
-    """No `VONAGE_SIGNATURE_SECRET`: a callback cannot be told from a forgery, so the
-    endpoint is not there (404; Vonage keeps retrying until an operator sets it)."""
-
-    status_code = 404
-    default_message = MSG_NOT_CONFIGURED
-    outcome = "not_found"
 
 
 class VonageCallbacks:

@@ -1,11 +1,14 @@
-"""What can stop a sync of delivery attempts."""
+"""What can stop a sync of delivery attempts, and what a provider's callback can be
+refused for."""
 
 from __future__ import annotations
 
-from app.core.errors import AppError
+from app.core.errors import AppError, NotAuthenticated
 from app.services.delivery.report import SyncReport
 
 MSG_SYNC_FAILED = "The provider's delivery attempts could not be read."
+MSG_BAD_SIGNATURE = "Invalid or missing callback signature."
+MSG_NOT_CONFIGURED = "Vonage callbacks are not configured."
 
 
 class AttemptsSyncFailed(AppError):
@@ -21,3 +24,18 @@ class AttemptsSyncFailed(AppError):
         super().__init__()
         self.reason = reason
         self.report = report
+
+
+class InvalidSignature(NotAuthenticated):
+    """A callback whose JWT is missing, not Vonage's, or not of this body."""
+
+    default_message = MSG_BAD_SIGNATURE
+
+
+class CallbacksNotConfigured(AppError):
+    """No `VONAGE_SIGNATURE_SECRET`: a callback cannot be told from a forgery, so the
+    endpoint is not there (404; Vonage keeps retrying until an operator sets it)."""
+
+    status_code = 404
+    default_message = MSG_NOT_CONFIGURED
+    outcome = "not_found"
