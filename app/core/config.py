@@ -270,7 +270,7 @@ class Settings(BaseSettings):
     test_phone_numbers_valid_until: date | None = None
     verification_retention_days: int = Field(default=30, ge=1, le=3650)
     # The delivery gauges of /metrics are read from the database at most this often.
-    delivery_metrics_cache_seconds: float = Field(default=5.0, ge=0, le=3600)
+    delivery_metrics_cache_seconds: float = Field(default=0.0, ge=0, le=3600)
 
     # `python -m app sync-attempts`: each run reads the attempts created since the
     # newest one seen, less this overlap (a code's lifetime and late prices), or,
