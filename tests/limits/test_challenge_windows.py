@@ -4,56 +4,14 @@ on Redis."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator, Callable
-
-import pytest
-import redis.asyncio as redis
-
 from app.core.config import Settings
 from app.core.markets import Market, Markets
-from app.core.metrics import Metrics
 from app.core.phone import parse_phone
-from app.services.limits.service import LoginLimits
-from app.services.limits.windows import RateLimiter
 from tests.conftest import FakeClock
 from tests.helpers import kg_budget, new_phone
+from tests.limits.conftest import LimitsFactory
 
-LimitsFactory = Callable[..., LoginLimits]
-
-
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
-async def make_limits(
-    request: pytest.FixtureRequest, clock: FakeClock
-) -> AsyncIterator[LimitsFactory]:
-    """LoginLimits on memory:// or on the test Redis, with this test's key prefix."""
-    made: list[LoginLimits] = []
-    prefix = f"phone-auth-test-{uuid.uuid4().hex}"
-    storage = request.getfixturevalue("redis_url") if request.param == "redis" else "memory://"
-
-    def factory(**values: object) -> LoginLimits:
-        settings = Settings(
-            _env_file=None,  # type: ignore[call-arg]
-            rate_limit_storage_url=storage,
-            rate_limit_key_prefix=prefix,
-            **values,
-        )
-        limiter = RateLimiter(storage, prefix, clock=clock)
-        limits = LoginLimits(settings, limiter, Metrics())
-        made.append(limits)
-        return limits
-
-    yield factory
-    for limits in made:
-        await limits.aclose()
-    if storage != "memory://":
-        client = redis.from_url(storage)
-        try:
-            keys = [key async for key in client.scan_iter(match=f"{prefix}:*")]
-            if keys:
-                await client.delete(*keys)
-        finally:
-            await client.aclose()
+CLIENT = "203.0.113.7"
 
 
 def kg(settings: Settings) -> Market:
@@ -133,3 +91,21 @@ async def test_reading_the_budget_takes_nothing_from_it(make_limits: LimitsFacto
     await limits.take_send(parse_phone(new_phone()), market, None, test_number=False)
 
     assert await limits.sms_budget_used(market) == 1.0
+
+
+async def test_a_free_send_refused_by_the_longer_window_takes_nothing_from_the_shorter(
+    make_limits: LimitsFactory, clock: FakeClock
+) -> None:
+    limits = make_limits(captcha_free_sends_per_ip="2/10second;3/15second")
+
+    at = [await limits.take_free_send(CLIENT) for _ in range(2)]  # at 0 s
+    clock.advance(11)
+    at.append(await limits.take_free_send(CLIENT))  # the third of the 15 s, at 11 s
+    clock.advance(3)
+    at.append(await limits.take_free_send(CLIENT))  # at 14 s: the 15 s refuses
+    clock.advance(2.5)
+    # At 16.5 s the two sends of 0 s have left the 15 s; the 10 s holds only the send
+    # of 11 s, the refused one took nothing from it.
+    at.append(await limits.take_free_send(CLIENT))
+
+    assert at == [True, True, True, False, True]

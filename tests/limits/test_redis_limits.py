@@ -274,7 +274,12 @@ async def test_a_call_that_fails_while_redis_answers_a_ping_is_asked_again(
     counted = metrics.registry.get_sample_value
     assert counted("phone_auth_rate_limit_storage_retries_total") == 1
     assert counted("phone_auth_rate_limit_fallbacks_total") == 0
-    assert [r.levelno for r in caplog.records] == [logging.WARNING]
+    assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
+        (
+            logging.WARNING,
+            "Rate-limit storage call failed (TimeoutError) while Redis answers; asking again",
+        )
+    ]
 
 
 @pytest.mark.redis
