@@ -75,3 +75,58 @@ async def test_emptied_windows_of_several_hits_are_forgotten(clock: FakeClock) -
 
     assert len(limiter) == 1
     assert (await limiter.get_window_stats(item, "c")).remaining == 1
+
+
+class _Evictions:
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self) -> None:
+        self.count += 1
+
+
+async def test_a_key_whose_hit_is_exactly_a_window_old_is_evicted_not_dropped() -> None:
+    """Its hit still counts at that instant: making room for a new key evicts it, and
+    the eviction is counted."""
+    clock = FakeClock(1000.0)  # whole numbers: `now - expiry` is the hit's time exactly
+    evictions = _Evictions()
+    limiter = LocalMovingWindow(clock, max_keys=1, on_evict=evictions)
+    await limiter.hit(parse("1/10second"), "edge")
+    clock.advance(10)
+
+    await limiter.hit(parse("5/hour"), "new")
+
+    assert (len(limiter), evictions.count) == (1, 1)
+
+
+async def test_dropping_an_emptied_window_keeps_the_count_of_keys(clock: FakeClock) -> None:
+    evictions = _Evictions()
+    limiter = LocalMovingWindow(clock, max_keys=3, on_evict=evictions)
+    second, day = parse("1/second"), parse("10/day")
+    await limiter.hit(second, "brief")
+    await limiter.hit(day, "old")
+    await limiter.hit(day, "older")
+    clock.advance(5)  # "brief" has left its window
+
+    await limiter.hit(day, "new")  # takes the place of "brief"
+    assert (len(limiter), evictions.count) == (3, 0)
+    await limiter.hit(day, "newer")  # the bound is reached: "old" is evicted
+    assert (len(limiter), evictions.count) == (3, 1)
+
+
+async def test_a_limit_whose_windows_are_all_gone_is_passed_over_when_evicting(
+    clock: FakeClock,
+) -> None:
+    evictions = _Evictions()
+    limiter = LocalMovingWindow(clock, max_keys=2, on_evict=evictions)
+    second, day = parse("1/second"), parse("10/day")
+    await limiter.hit(second, "brief")
+    await limiter.hit(day, "old")
+    clock.advance(5)
+    await limiter.hit(day, "new")  # "brief" dropped: the 1/second limit holds no key
+
+    await limiter.hit(day, "newer")  # the least recent key of the day's goes
+
+    assert (len(limiter), evictions.count) == (2, 1)
+    assert await limiter.test(day, "old")
+    assert (await limiter.get_window_stats(day, "new")).remaining == 9
