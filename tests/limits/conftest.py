@@ -43,7 +43,7 @@ async def make_limits(
     prefix = f"phone-auth-test-{uuid.uuid4().hex}"
     storage = request.getfixturevalue("redis_url") if request.param == "redis" else "memory://"
 
-    def factory(**values: object) -> LoginLimits:
+    def factory(metrics: Metrics | None = None, **values: object) -> LoginLimits:
         settings = Settings(
             _env_file=None,  # type: ignore[call-arg]
             rate_limit_storage_url=storage,
@@ -51,7 +51,7 @@ async def make_limits(
             **values,
         )
         limiter = RateLimiter(storage, prefix, clock=clock)
-        limits = LoginLimits(settings, limiter, Metrics())
+        limits = LoginLimits(settings, limiter, metrics or Metrics())
         made.append(limits)
         return limits
 

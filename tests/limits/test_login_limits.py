@@ -3,17 +3,22 @@ client whose windows are all used up, and a client's window at a number."""
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from app.core.config import Settings
 from app.core.markets import Market, Markets
+from app.core.metrics import Metrics
 from app.core.phone import parse_phone
-from app.services.limits.service import RateLimited
+from app.services.limits.service import RateLimited, SmsBudgetExhausted
 from tests.conftest import FakeClock
-from tests.helpers import new_phone
+from tests.helpers import kg_budget, new_phone
 from tests.limits.conftest import LimitsFactory
 
 CLIENT = "203.0.113.7"
+LOGGER = "app.services.limits.service"
+REFUSALS = "phone_auth_rate_limit_refusals_total"
 
 
 def _market(phone: str) -> Market:
@@ -28,19 +33,60 @@ async def _refusal(take: object) -> int:
 
 
 async def test_a_test_number_skips_the_cooldown_but_keeps_the_numbers_hourly_window(
-    make_limits: LimitsFactory, clock: FakeClock
+    make_limits: LimitsFactory, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
-    limits = make_limits(rate_limit_send_per_phone="1/minute;3/hour")
+    metrics = Metrics()
+    limits = make_limits(metrics, rate_limit_send_per_phone="1/minute;3/hour")
     phone = parse_phone(new_phone())
     market = _market(phone.e164)
 
     for _ in range(3):
         await limits.take_send(phone, market, CLIENT, test_number=True)
     clock.advance(10)
-    wait = await _refusal(limits.take_send(phone, market, CLIENT, test_number=True))
+    with caplog.at_level(logging.INFO, logger=LOGGER):
+        wait = await _refusal(limits.take_send(phone, market, CLIENT, test_number=True))
 
     # The first of the three leaves the hour 3600 s after it was sent, 10 s ago.
     assert wait == 3591
+    assert [r.getMessage() for r in caplog.records if r.name == LOGGER] == [
+        f"Rate limit send_per_phone refused {phone.masked} for 3591s"
+    ]
+    assert metrics.registry.get_sample_value(REFUSALS, {"limit": "send_per_phone"}) == 1
+
+
+async def test_a_test_number_keeps_a_single_window_of_one_send(
+    make_limits: LimitsFactory,
+) -> None:
+    """Only a cooldown followed by a longer window is skipped: a lone window is the
+    number's only bound."""
+    limits = make_limits(rate_limit_send_per_phone="1/hour")
+    phone = parse_phone(new_phone())
+    market = _market(phone.e164)
+
+    await limits.take_send(phone, market, CLIENT, test_number=True)
+    assert await _refusal(limits.take_send(phone, market, CLIENT, test_number=True)) == 3601
+
+
+async def test_a_used_up_budget_is_logged_as_an_error_with_its_market_and_wait(
+    make_limits: LimitsFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    metrics = Metrics()
+    limits = make_limits(metrics, markets=kg_budget("1/hour"))
+    phones = [parse_phone(new_phone()) for _ in range(2)]
+    market = Markets(Settings(_env_file=None, markets=kg_budget("1/hour"))).of(phones[0])  # type: ignore[call-arg]
+
+    await limits.take_send(phones[0], market, CLIENT, test_number=False)
+    with caplog.at_level(logging.INFO, logger=LOGGER), pytest.raises(SmsBudgetExhausted):
+        await limits.take_send(phones[1], market, "198.51.100.1", test_number=False)
+
+    assert [(r.levelno, r.getMessage()) for r in caplog.records if r.name == LOGGER] == [
+        (
+            logging.ERROR,
+            "SMS budget of market KG used up (sms_budget): refusing sends for 3601s; "
+            "an attack or a bug, not a busy user",
+        )
+    ]
+    assert metrics.registry.get_sample_value(REFUSALS, {"limit": "sms_budget"}) == 1
 
 
 async def test_a_test_number_counts_against_its_clients_window(
