@@ -4,9 +4,14 @@ on Redis."""
 
 from __future__ import annotations
 
+import pytest
+
 from app.core.config import Settings
 from app.core.markets import Market, Markets
+from app.core.metrics import Metrics
 from app.core.phone import parse_phone
+from app.services.limits.service import LoginLimits
+from app.services.limits.windows import RateLimiter
 from tests.conftest import FakeClock
 from tests.helpers import kg_budget, new_phone
 from tests.limits.conftest import LimitsFactory
@@ -109,3 +114,30 @@ async def test_a_free_send_refused_by_the_longer_window_takes_nothing_from_the_s
     at.append(await limits.take_free_send(CLIENT))
 
     assert at == [True, True, True, False, True]
+
+
+@pytest.mark.redis
+async def test_every_replica_reads_the_budget_used_from_redis(
+    redis_url: str, key_prefix: str, clock: FakeClock
+) -> None:
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        rate_limit_storage_url=redis_url,
+        rate_limit_key_prefix=key_prefix,
+        markets=kg_budget("4/hour"),
+    )
+    replicas = [
+        LoginLimits(settings, RateLimiter(redis_url, key_prefix, clock=clock), Metrics())
+        for _ in range(2)
+    ]
+    market = kg(settings)
+    try:
+        shares = [await replicas[1].sms_budget_used(market)]
+        for _ in range(2):
+            await replicas[0].take_send(parse_phone(new_phone()), market, None, test_number=False)
+            shares.append(await replicas[1].sms_budget_used(market))
+    finally:
+        for replica in replicas:
+            await replica.aclose()
+
+    assert shares == [0.0, 0.25, 0.5]
