@@ -3,7 +3,9 @@ failover counted once, and the readiness of a process that keeps its limits in m
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Sequence
 
 import pytest
@@ -146,3 +148,34 @@ async def test_retry_after_counts_from_the_keys_own_hit(storage: str, clock: Fak
     # The hit of 10 s ago leaves the minute in 50 s (and counts until then); another key
     # has a whole window.
     assert waits == [51, 61]
+
+
+async def test_a_redis_that_stops_answering_costs_a_call_its_timeouts_then_the_fallback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A server that takes connections and never replies: the call gives up after its
+    2 s, the health ping after its own, and the limits are the process's."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def never_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+        await reader.read()  # until the client gives up and closes
+
+    server = await asyncio.start_server(never_answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    limiter = RateLimiter(f"redis://127.0.0.1:{port}/0")
+    [item] = parse_limits("1/minute")
+    began = time.monotonic()
+    try:
+        with caplog.at_level(logging.WARNING, logger=LOGGER):
+            decided = await limiter.run_in_order([Step(item, ("k",), True)])
+    finally:
+        await limiter.aclose()
+        for writer in held:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+
+    assert decided is None
+    assert time.monotonic() - began < 8
+    assert _messages(caplog, logging.ERROR) == [UNREACHABLE.format("TimeoutError")]

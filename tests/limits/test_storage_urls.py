@@ -58,3 +58,13 @@ async def test_a_sentinel_or_cluster_limiter_shares_its_limits() -> None:
         limiter = RateLimiter(url)
         assert limiter.shared
         await limiter.aclose()
+
+
+def test_an_unknown_storage_scheme_is_refused_with_the_forms_it_may_take() -> None:
+    with pytest.raises(ValueError, match=r"^RATE_LIMIT_STORAGE_URL must be") as refused:
+        RateLimiter("memcached://cache:11211")
+
+    assert str(refused.value) == (
+        "RATE_LIMIT_STORAGE_URL must be memory://, redis://, rediss://, redis+sentinel:// "
+        "or redis+cluster:// (not a Redis storage URL: memcached://)"
+    )
