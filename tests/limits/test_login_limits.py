@@ -11,7 +11,8 @@ from app.core.config import Settings
 from app.core.markets import Market, Markets
 from app.core.metrics import Metrics
 from app.core.phone import parse_phone
-from app.services.limits.service import RateLimited, SmsBudgetExhausted
+from app.services.limits.service import LoginLimits, RateLimited, SmsBudgetExhausted
+from app.services.limits.windows import RateLimiter
 from tests.conftest import FakeClock
 from tests.helpers import kg_budget, new_phone
 from tests.limits.conftest import LimitsFactory
@@ -137,3 +138,33 @@ async def test_a_client_at_its_limit_at_a_number_is_refused_before_its_check(
     await limits.take_verify(phone, market, "198.51.100.1")
 
     assert wait == 3501
+
+
+class _Ticking:
+    """A clock that moves one millisecond each time it is read."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        self.now += 0.001
+        return self.now - 0.001
+
+
+async def test_a_window_that_frees_a_slot_while_refusing_still_answers_its_wait() -> None:
+    """The refusal reads the window a moment before its oldest check leaves it, the wait
+    a moment after: the wait is then that of the window as it now stands (its other
+    check leaves it in 30 s), not an error and not a whole window."""
+    settings = Settings(_env_file=None, rate_limit_verify_per_phone="2/minute")  # type: ignore[call-arg]
+    clock = _Ticking(1000.0)
+    limits = LoginLimits(settings, RateLimiter("memory://", clock=clock), Metrics())
+    phone = parse_phone(new_phone())
+    market = _market(phone.e164)
+
+    await limits.take_code_check(phone, market, CLIENT)  # at 1000
+    clock.now = 1030.0
+    await limits.take_code_check(phone, market, CLIENT)  # at 1030
+    clock.now = 1060.0 - 0.0005  # refused at 1059.9995; the wait read from 1060.0005 on
+    wait = await _refusal(limits.take_code_check(phone, market, CLIENT))
+
+    assert wait == 30
