@@ -168,3 +168,16 @@ async def test_a_window_that_frees_a_slot_while_refusing_still_answers_its_wait(
     wait = await _refusal(limits.take_code_check(phone, market, CLIENT))
 
     assert wait == 30
+
+
+async def test_a_test_number_skips_the_shortest_window_however_the_limits_are_written(
+    make_limits: LimitsFactory,
+) -> None:
+    """The cooldown is the shortest window even when written last, in the same unit."""
+    limits = make_limits(rate_limit_send_per_phone="3/10minute;1/2minute")
+    phone = parse_phone(new_phone())
+    market = _market(phone.e164)
+
+    for _ in range(3):
+        await limits.take_send(phone, market, CLIENT, test_number=True)
+    assert await _refusal(limits.take_send(phone, market, CLIENT, test_number=True)) == 601

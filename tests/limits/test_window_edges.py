@@ -130,3 +130,19 @@ async def test_a_limit_whose_windows_are_all_gone_is_passed_over_when_evicting(
     assert (len(limiter), evictions.count) == (2, 1)
     assert await limiter.test(day, "old")
     assert (await limiter.get_window_stats(day, "new")).remaining == 9
+
+
+async def test_emptied_windows_swept_by_a_hit_leave_the_count_of_keys_right(
+    clock: FakeClock,
+) -> None:
+    limiter = LocalMovingWindow(clock)
+    second = parse("1/second")
+    await limiter.hit(second, "gone")
+    clock.advance(0.5)
+    await limiter.hit(second, "kept")
+    clock.advance(0.6)
+
+    await limiter.hit(second, "new")  # sweeps "gone" only: "kept" still counts
+
+    assert len(limiter) == 2
+    assert not await limiter.test(second, "kept")
