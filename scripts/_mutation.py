@@ -57,7 +57,14 @@ GROUPS: dict[str, Group] = {
             "app/services/sessions/tokens.py",
             "app/services/sessions/repository.py",
         ),
-        ("tests/sessions",),
+        # Revoking all, counting and keeping one session are the admin's and the number
+        # change's; reauthentication guards deletion: their tests cover those functions.
+        (
+            "tests/sessions",
+            "tests/admin/test_admin_api.py",
+            "tests/lifecycle/test_phone_change.py",
+            "tests/lifecycle/test_delete.py",
+        ),
     ),
     "limits": Group(
         (
