@@ -167,8 +167,10 @@ async def test_a_redis_that_stops_answering_costs_a_call_its_timeouts_then_the_f
     [item] = parse_limits("1/minute")
     began = time.monotonic()
     try:
-        with caplog.at_level(logging.WARNING, logger=LOGGER):
-            decided = await limiter.run_in_order([Step(item, ("k",), True)])
+        # Without its timeouts the call would wait forever: the test gives up first.
+        async with asyncio.timeout(10):
+            with caplog.at_level(logging.WARNING, logger=LOGGER):
+                decided = await limiter.run_in_order([Step(item, ("k",), True)])
     finally:
         await limiter.aclose()
         for writer in held:
