@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from datetime import timedelta
 from typing import Any
@@ -11,8 +12,10 @@ import pytest
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.core.phone import mask_phone
+from app.main import Clocks
 from app.models.login_session import RefreshToken
-from tests.conftest import ClientFactory
+from tests.conftest import ClientFactory, FakeClock
 from tests.helpers import (
     DISABLED,
     INVALID_REFRESH,
@@ -21,6 +24,7 @@ from tests.helpers import (
     TEST_CODE,
     TEST_NUMBER,
     TEST_NUMBERS,
+    Records,
     age_rotations,
     assert_unauthorized,
     claims,
@@ -34,6 +38,7 @@ from tests.helpers import (
     refresh,
     refresh_rows,
     session_rows,
+    set_roles,
     set_user_active,
     sha256_hex,
 )
@@ -41,7 +46,7 @@ from tests.helpers import (
 # Twilio starts a verification for any number and approves any code.
 pytestmark = pytest.mark.usefixtures("twilio_approves")
 
-URL_SAFE_43 = re.compile(r"^[A-Za-z0-9_-]{43,}$")
+URL_SAFE_43 = re.compile(r"^[A-Za-z0-9_-]{43}$")  # 32 random bytes, base64url
 PAIR_KEYS = {"access_token", "token_type", "expires_in", "refresh_token", "refresh_expires_in"}
 
 
@@ -195,7 +200,7 @@ async def _assert_family_revoked(
 
 
 async def test_reuse_after_the_interval_revokes_the_family(
-    client_for: ClientFactory, db_engine: AsyncEngine
+    client_for: ClientFactory, db_engine: AsyncEngine, app_logs: Records
 ) -> None:
     async with client_for(refresh_token_reuse_interval_seconds=0) as client:
         body = await login(client)
@@ -205,6 +210,11 @@ async def test_reuse_after_the_interval_revokes_the_family(
 
         assert_unauthorized(reused, INVALID_REFRESH)
         await _assert_family_revoked(client, db_engine, body, child)
+    # What an operator reads: the session, the user and the number, masked.
+    assert app_logs.at(logging.WARNING, "app.services.sessions") == [
+        f"Refresh token reuse detected: session {claims(body['access_token'])['sid']} "
+        f"of user {body['user']['id']} revoked ({mask_phone(body['user']['phone'])})"
+    ]
 
 
 async def test_reuse_after_the_default_interval_has_passed(
@@ -290,3 +300,18 @@ async def test_refresh_for_a_disabled_user_is_forbidden(
     assert refused.status_code == 403
     assert refused.json() == DISABLED
     assert len(await refresh_rows(db_engine)) == 1
+
+
+async def test_a_refreshed_access_token_keeps_the_roles_and_the_login_time(
+    client_for: ClientFactory, db_engine: AsyncEngine, clock: FakeClock
+) -> None:
+    async with client_for(clocks=Clocks(wall=clock)) as client:
+        body = await login(client)
+        await set_roles(db_engine, body["user"]["id"], ["admin"])
+        clock.advance(120)
+        renewed = (await refresh(client, body["refresh_token"])).json()
+
+    first, second = claims(body["access_token"]), claims(renewed["access_token"])
+    assert second["roles"] == ["admin"]
+    # Reauthentication reads the time of the login, not of the refresh.
+    assert second["auth_time"] == first["auth_time"] == int(second["iat"]) - 120
