@@ -112,7 +112,7 @@ async def test_a_check_on_a_cluster_is_refused_by_the_window_that_is_full(
     window, name the number's limit and wait for the window that refused."""
     settings = Settings(  # type: ignore[call-arg]
         _env_file=None,
-        rate_limit_verify_per_ip="60/hour;100/day",
+        rate_limit_verify_per_ip="60/hour;100/day;1000/month",
         rate_limit_verify_per_phone="2/minute;3/day",
     )
     metrics = Metrics()
@@ -149,7 +149,7 @@ async def test_a_check_on_a_cluster_is_refused_by_the_window_that_is_full(
         {ip_tag},
         {phone_tag},
     ]
-    assert [len(keys) for keys in cluster.scripts[:2]] == [2, 2]
+    assert [len(keys) for keys in cluster.scripts[:2]] == [3, 2]
     assert cluster.initializations == 1
 
 
