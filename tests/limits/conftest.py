@@ -17,6 +17,17 @@ from tests.conftest import FakeClock
 from tests.redis_topologies import running_cluster, running_sentinel
 
 
+class TickingClock:
+    """A clock that moves one millisecond each time it is read."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        self.now += 0.001
+        return self.now - 0.001
+
+
 @pytest.fixture(scope="session")
 def cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A 3-master Redis Cluster of this test process: its URL."""

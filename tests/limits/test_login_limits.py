@@ -15,7 +15,7 @@ from app.services.limits.service import LoginLimits, RateLimited, SmsBudgetExhau
 from app.services.limits.windows import RateLimiter
 from tests.conftest import FakeClock
 from tests.helpers import kg_budget, new_phone
-from tests.limits.conftest import LimitsFactory
+from tests.limits.conftest import LimitsFactory, TickingClock
 
 CLIENT = "203.0.113.7"
 LOGGER = "app.services.limits.service"
@@ -140,23 +140,12 @@ async def test_a_client_at_its_limit_at_a_number_is_refused_before_its_check(
     assert wait == 3501
 
 
-class _Ticking:
-    """A clock that moves one millisecond each time it is read."""
-
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        self.now += 0.001
-        return self.now - 0.001
-
-
 async def test_a_window_that_frees_a_slot_while_refusing_still_answers_its_wait() -> None:
     """The refusal reads the window a moment before its oldest check leaves it, the wait
     a moment after: the wait is then that of the window as it now stands (its other
     check leaves it in 30 s), not an error and not a whole window."""
     settings = Settings(_env_file=None, rate_limit_verify_per_phone="2/minute")  # type: ignore[call-arg]
-    clock = _Ticking(1000.0)
+    clock = TickingClock(1000.0)
     limits = LoginLimits(settings, RateLimiter("memory://", clock=clock), Metrics())
     phone = parse_phone(new_phone())
     market = _market(phone.e164)

@@ -3,10 +3,14 @@ window old, the instant a slot frees, and emptied windows of several hits."""
 
 from __future__ import annotations
 
+import pytest
 from limits import parse
 
 from app.services.limits.local import LocalMovingWindow
+from app.services.limits.steps import Step, parse_limits
+from app.services.limits.windows import RateLimiter
 from tests.conftest import FakeClock
+from tests.limits.conftest import TickingClock
 
 
 async def test_a_single_hit_exactly_a_window_old_still_counts(clock: FakeClock) -> None:
@@ -146,3 +150,21 @@ async def test_emptied_windows_swept_by_a_hit_leave_the_count_of_keys_right(
 
     assert len(limiter) == 2
     assert not await limiter.test(second, "kept")
+
+
+@pytest.mark.redis
+async def test_on_redis_a_wait_is_read_at_one_instant(redis_url: str, key_prefix: str) -> None:
+    """The hit is exactly a window old when the wait is read: it still counts, so the
+    slot frees a moment later (1 s), not a whole window later, although the clock has
+    moved on by the time the seconds are counted."""
+    clock = TickingClock(1000.0)
+    limiter = RateLimiter(redis_url, key_prefix, clock=clock)
+    [item] = parse_limits("1/minute")
+    try:
+        assert await limiter.run_in_order([Step(item, ("k",), True)]) is None  # at 1000
+        clock.now = 1060.0
+        wait = await limiter.retry_after(item, "k")
+    finally:
+        await limiter.aclose()
+
+    assert wait == 1
