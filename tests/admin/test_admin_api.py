@@ -4,15 +4,16 @@ enabling, revoking sessions and changing roles, each change in the audit trail."
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import insert
+from sqlalchemy import insert, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.models.auth_event import AuthEvent
+from app.models.login_session import RefreshToken
 from tests.helpers import (
     DISABLED,
     INVALID_REFRESH,
@@ -28,6 +29,7 @@ from tests.helpers import (
     refresh,
     session_rows,
     set_roles,
+    sha256_hex,
     user_row,
 )
 
@@ -166,6 +168,24 @@ async def test_active_sessions_leave_out_revoked_and_expired_ones(
     await client.post("/api/v1/auth/logout", headers=bearer(first["access_token"]))
 
     response = await client.get(f"{USERS}/{first['user']['id']}", headers=admin["headers"])
+
+    assert response.json()["active_sessions"] == 1
+
+
+async def test_a_session_whose_refresh_token_has_expired_is_not_active(
+    client: httpx.AsyncClient, db_engine: AsyncEngine, admin: dict[str, Any]
+) -> None:
+    phone = new_phone()
+    lapsed = await login(client, phone)
+    await login(client, phone)
+    async with db_engine.begin() as connection:
+        await connection.execute(
+            update(RefreshToken)
+            .where(RefreshToken.token_hash == sha256_hex(lapsed["refresh_token"]))
+            .values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
+        )
+
+    response = await client.get(f"{USERS}/{lapsed['user']['id']}", headers=admin["headers"])
 
     assert response.json()["active_sessions"] == 1
 
@@ -454,6 +474,24 @@ async def test_revoke_sessions_logs_the_user_out_everywhere_but_not_for_good(
     )
     # The admin's own session is untouched.
     assert (await client.get(USERS, headers=admin["headers"])).status_code == 200
+
+
+async def test_revoke_sessions_counts_and_keeps_the_sessions_already_ended(
+    client: httpx.AsyncClient, db_engine: AsyncEngine, admin: dict[str, Any]
+) -> None:
+    phone = new_phone()
+    ended, live = await login(client, phone), await login(client, phone)
+    await client.post("/api/v1/auth/logout", headers=bearer(ended["access_token"]))
+    user_id = ended["user"]["id"]
+
+    response = await client.post(f"{USERS}/{user_id}/revoke-sessions", headers=admin["headers"])
+
+    assert response.status_code == 200
+    [event] = [e for e in await event_rows(db_engine) if e["event"] == "sessions_revoked"]
+    assert event["details"] == {"sessions_revoked": 1}
+    reasons = {row["id"]: row["revoked_reason"] for row in await session_rows(db_engine)}
+    assert reasons[claims(ended["access_token"])["sid"]] == "logout"
+    assert reasons[claims(live["access_token"])["sid"]] == "admin_revoked"
 
 
 # ------------------------------------------------------------------ delete

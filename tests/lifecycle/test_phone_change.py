@@ -5,6 +5,7 @@ pair; a code serves only its purpose and its user, and a number taken meanwhile 
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Any
 
 import httpx
@@ -114,6 +115,8 @@ async def test_a_change_moves_the_user_and_keeps_only_this_session(
     assert body["user"] == {**this_device["user"], "phone": US_PHONE}
     assert (body["market"], body["is_new_user"]) == ("US", False)
     assert body["token_type"] == "bearer"
+    # A fresh refresh token like a login's: 32 random bytes, 43 base64url characters.
+    assert re.fullmatch(r"[A-Za-z0-9_-]{43}", body["refresh_token"]), body["refresh_token"]
     check = form(twilio.routes[1].calls.last.request)
     assert check["Code"] == "480913"
     new_claims = claims(body["access_token"])
