@@ -12,12 +12,15 @@ import pytest
 from sqlalchemy import insert, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.main import Clocks
 from app.models.auth_event import AuthEvent
 from app.models.login_session import RefreshToken
+from tests.conftest import ClientFactory, FakeClock
 from tests.helpers import (
     DISABLED,
     INVALID_REFRESH,
     INVALID_TOKEN,
+    NO_LIMITS,
     NOT_AUTHENTICATED,
     assert_unauthorized,
     bearer,
@@ -27,6 +30,7 @@ from tests.helpers import (
     me,
     new_phone,
     refresh,
+    refresh_rows,
     session_rows,
     set_roles,
     sha256_hex,
@@ -188,6 +192,25 @@ async def test_a_session_whose_refresh_token_has_expired_is_not_active(
     response = await client.get(f"{USERS}/{lapsed['user']['id']}", headers=admin["headers"])
 
     assert response.json()["active_sessions"] == 1
+
+
+@pytest.mark.usefixtures("twilio_approves")
+async def test_a_session_is_not_active_from_its_refresh_tokens_expiry_instant_on(
+    client_for: ClientFactory, db_engine: AsyncEngine, clock: FakeClock
+) -> None:
+    """As a refresh is refused from that instant on (`expires_at <= now`)."""
+    async with client_for(clocks=Clocks(wall=clock), **NO_LIMITS) as client:
+        user = await login(client)
+        [expiry] = [row["expires_at"] for row in await refresh_rows(db_engine)]
+        clock.now = expiry.timestamp()
+        admin = await login(client)
+        await set_roles(db_engine, admin["user"]["id"], ["admin"])
+
+        response = await client.get(
+            f"{USERS}/{user['user']['id']}", headers=bearer(admin["access_token"])
+        )
+
+    assert response.json()["active_sessions"] == 0
 
 
 @pytest.mark.parametrize("user_id", ["999999", "abc", "0", "01", "-1", "99999999999", "1.5"])

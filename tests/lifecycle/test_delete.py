@@ -25,6 +25,7 @@ from tests.helpers import (
     Records,
     assert_unauthorized,
     bearer,
+    claims,
     event_rows,
     login,
     me,
@@ -159,6 +160,15 @@ async def test_a_login_within_the_window_may_delete(
     async with client_for(clocks=Clocks(wall=clock), **NO_LIMITS) as client:
         body = await login(client)
         clock.advance(299)
+        assert (await delete_me(client, body["access_token"])).status_code == 204
+
+
+async def test_a_login_exactly_the_window_old_may_still_delete(
+    client_for: ClientFactory, clock: FakeClock
+) -> None:
+    async with client_for(clocks=Clocks(wall=clock), **NO_LIMITS) as client:
+        body = await login(client)
+        clock.now = claims(body["access_token"])["auth_time"] + 300.0
         assert (await delete_me(client, body["access_token"])).status_code == 204
 
 
