@@ -80,7 +80,7 @@ GROUPS: dict[str, Group] = {
     ),
     # The services are called by the tests of every flow that sends or checks a code:
     # test numbers and app hashes (verification), challenges, phone changes (lifecycle),
-    # the second provider's delivery status.
+    # the second provider's delivery status, the counters on /metrics.
     "verification": Group(
         ("app/services/verification/service.py",),
         (
@@ -88,6 +88,7 @@ GROUPS: dict[str, Group] = {
             "tests/login",
             "tests/lifecycle",
             "tests/delivery/test_vonage_delivery.py",
+            "tests/ops/test_metrics.py",
         ),
     ),
     "login": Group(

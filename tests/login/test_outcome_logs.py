@@ -16,6 +16,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.core.logging import ContextFilter
 from app.main import Clocks
 from app.services.login.exceptions import MSG_LOGIN_NOT_STORED
 from tests.conftest import ClientFactory, FakeClock
@@ -145,3 +146,21 @@ async def test_the_session_keeps_the_time_of_the_code_check_for_later_tokens(
     logged_in_at = int(wall.now) - 30
     assert claims(body["access_token"])["auth_time"] == logged_in_at
     assert claims(refreshed.json()["access_token"])["auth_time"] == logged_in_at
+
+
+@pytest.mark.usefixtures("twilio_approves")
+async def test_every_line_of_a_send_and_a_verify_carries_the_masked_number(
+    client_for: ClientFactory, app_logs: Records
+) -> None:
+    """The number is known once the body is read: from then on each line of the request,
+    its access line too, names it masked (as production's handler writes it)."""
+    app_logs.addFilter(ContextFilter())
+    async with client_for(**NO_LIMITS) as client:
+        await login(client, KG_PHONE)
+
+    access = {
+        r.getMessage(): getattr(r, "phone", None)
+        for r in app_logs.records
+        if r.name == "app.access"
+    }
+    assert access == {f"POST {SEND} 200": KG_MASKED, f"POST {VERIFY} 200": KG_MASKED}
