@@ -80,7 +80,8 @@ GROUPS: dict[str, Group] = {
     ),
     # The services are called by the tests of every flow that sends or checks a code:
     # test numbers and app hashes (verification), challenges, phone changes (lifecycle),
-    # the second provider's delivery status, the counters on /metrics.
+    # the second provider's delivery status, the counters on /metrics, the attempt a check
+    # refused by the number's limit gives back.
     "verification": Group(
         ("app/services/verification/service.py",),
         (
@@ -89,6 +90,7 @@ GROUPS: dict[str, Group] = {
             "tests/lifecycle",
             "tests/delivery/test_vonage_delivery.py",
             "tests/ops/test_metrics.py",
+            "tests/limits/test_verify_limits.py",
         ),
     ),
     "login": Group(

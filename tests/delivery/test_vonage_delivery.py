@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.models.delivery_attempt import DeliveryAttempt
 from app.models.user import User
 from tests.conftest import ClientFactory
+from tests.db_failures import FAILURES, failing_statements
 from tests.helpers import SEND, VERIFY, Records, bearer, verifications
 from tests.twilio_fixtures import StatefulTwilio
 from tests.vonage_fixtures import (
@@ -390,3 +391,28 @@ async def test_an_attempt_that_cannot_be_stored_is_logged_and_the_login_goes_on(
     assert warning.startswith(
         f"Delivery attempt of Vonage for {phone[:4]}*****{phone[-4:]} not recorded ("
     )
+
+
+@pytest.mark.parametrize(("failure", "named"), FAILURES)
+async def test_the_log_names_why_an_attempt_was_not_recorded(
+    client_for: ClientFactory,
+    fake_vonage: StatefulVonage,
+    db_engine: AsyncEngine,
+    app_logs: Records,
+    failure: BaseException,
+    named: str,
+) -> None:
+    phone = kg_phone()
+    inserting = "INSERT INTO delivery_attempts"
+    with failing_statements(lambda statement: inserting in statement) as failures:
+        async with client_for(**ROUTED) as client:
+            failures.append(failure)
+            sent = await client.post(SEND, json={"phone": phone})
+            login = await client.post(VERIFY, json={"phone": phone, "verification_code": CODE})
+
+    assert sent.status_code == login.status_code == 200
+    assert not failures, "the attempt's insert never ran"
+    assert await attempts(db_engine) == []
+    assert app_logs.at(logging.WARNING) == [
+        f"Delivery attempt of Vonage for {phone[:4]}*****{phone[-4:]} not recorded ({named})"
+    ]

@@ -481,3 +481,6 @@ async def test_a_change_code_submitted_twice_at_once_changes_the_number_once(
     assert refused == INVALID_CODE
     assert (await me(client, changed["access_token"])).json()["phone"] == US_PHONE
     assert f"Verification already used: market=US phone={US_MASKED}" in app_logs.at(logging.INFO)
+    metrics = parse_metrics((await client.get("/metrics")).text)
+    failed = "phone_auth_verifications_failed_total"
+    assert sample(metrics, failed, market="US", channel="sms", outcome="invalid_code") == 1.0

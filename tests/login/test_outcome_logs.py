@@ -7,19 +7,16 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 import respx
-from sqlalchemy import event
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.core.logging import ContextFilter
 from app.main import Clocks
 from app.services.login.exceptions import MSG_LOGIN_NOT_STORED
 from tests.conftest import ClientFactory, FakeClock
+from tests.db_failures import FAILURES, failing_statements
 from tests.helpers import (
     CODE,
     DISABLED,
@@ -41,25 +38,11 @@ from tests.twilio_fixtures import mock_approving
 STORE_STATEMENT = "INSERT INTO auth_sessions"
 
 
-class ServerClosedTheConnection(Exception):
-    """A database driver's own error, as SQLAlchemy keeps it in `orig`."""
-
-
 @pytest.fixture
 def failing_store() -> Iterator[list[BaseException]]:
-    """Every engine fails the login's session insert with the exception the test puts in
-    the list (nothing fails while it is empty)."""
-    failures: list[BaseException] = []
-
-    def fail(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        if failures and STORE_STATEMENT in statement:
-            raise failures.pop()
-
-    event.listen(Engine, "before_cursor_execute", fail)
-    try:
+    """The login's session insert fails with the exception the test puts in the list."""
+    with failing_statements(lambda statement: STORE_STATEMENT in statement) as failures:
         yield failures
-    finally:
-        event.remove(Engine, "before_cursor_execute", fail)
 
 
 @pytest.mark.usefixtures("twilio_approves")
@@ -93,17 +76,7 @@ async def test_a_disabled_users_refused_login_is_logged_with_the_masked_number(
     assert app_logs.at(logging.WARNING) == [f"Login refused for disabled user {KG_MASKED}"]
 
 
-@pytest.mark.parametrize(
-    ("failure", "named"),
-    [
-        pytest.param(ConnectionResetError(), "ConnectionResetError", id="connection-reset"),
-        pytest.param(
-            OperationalError(STORE_STATEMENT, None, ServerClosedTheConnection()),
-            "ServerClosedTheConnection",
-            id="driver-error",
-        ),
-    ],
-)
+@pytest.mark.parametrize(("failure", "named"), FAILURES)
 async def test_an_approved_code_whose_login_is_not_stored_is_logged_with_the_cause(
     client_for: ClientFactory,
     twilio: respx.MockRouter,

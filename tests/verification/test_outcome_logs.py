@@ -6,16 +6,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from typing import Any
 
 import httpx
 import pytest
 import respx
-from sqlalchemy import event
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError
 
 from tests.conftest import ClientFactory
+from tests.db_failures import FAILURES, failing_statements
 from tests.helpers import (
     CODE,
     INVALID_CODE,
@@ -175,42 +172,21 @@ async def test_a_check_twilio_ends_is_logged(
 # --- a sent code whose sid could not be stored ---------------------------------------
 
 
-class ServerClosedTheConnection(Exception):
-    """A database driver's own error, as SQLAlchemy keeps it in `orig`."""
+def _sid_write(statement: str) -> bool:
+    # PostgreSQL: one statement of CTEs; SQLite: the first of three.
+    return "expired_other_pending" in statement or (
+        statement.startswith("UPDATE verifications") and "provider_sid" in statement
+    )
 
 
 @pytest.fixture
 def failing_sid_write() -> Iterator[list[BaseException]]:
-    """Every engine fails the write of a sent code's sid (the statement that expires the
-    number's other pending codes) with the exception the test puts in the list."""
-    failures: list[BaseException] = []
-
-    def fail(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        # PostgreSQL: one statement of CTEs; SQLite: the first of three.
-        sid_write = "expired_other_pending" in statement or (
-            statement.startswith("UPDATE verifications") and "provider_sid" in statement
-        )
-        if failures and sid_write:
-            raise failures.pop()
-
-    event.listen(Engine, "before_cursor_execute", fail)
-    try:
+    """The write of a sent code's sid fails with the exception the test puts in the list."""
+    with failing_statements(_sid_write) as failures:
         yield failures
-    finally:
-        event.remove(Engine, "before_cursor_execute", fail)
 
 
-@pytest.mark.parametrize(
-    ("failure", "named"),
-    [
-        pytest.param(ConnectionResetError(), "ConnectionResetError", id="connection-reset"),
-        pytest.param(
-            OperationalError("UPDATE", None, ServerClosedTheConnection()),
-            "ServerClosedTheConnection",
-            id="driver-error",
-        ),
-    ],
-)
+@pytest.mark.parametrize(("failure", "named"), FAILURES)
 async def test_a_sent_code_whose_sid_is_not_stored_is_logged_and_still_checks(
     client_for: ClientFactory,
     twilio: respx.MockRouter,
