@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import httpx
 import pytest
 import respx
 
+from app.core.metrics import Metrics
 from app.services.verification.exceptions import (
     NumberProblem,
     ProviderBlocked,
@@ -728,3 +730,54 @@ def test_recorded_fixtures_are_twilio_error_bodies() -> None:
         assert set(body) == {"code", "message", "more_info", "status"}, path.name
         assert isinstance(body["code"], int)
         assert body["more_info"].endswith(str(body["code"]))
+
+
+# --- what is measured ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("answer", "status", "error"),
+    [
+        pytest.param(httpx.Response(500, json={"code": 20500}), "500", "20500", id="coded-5xx"),
+        pytest.param(httpx.Response(503, json={"message": "down"}), "503", "503", id="uncoded-5xx"),
+        pytest.param(httpx.Response(502, text="Bad Gateway"), "502", "not_json", id="not-json"),
+        pytest.param(httpx.ConnectError("refused"), "error", "ConnectError", id="no-connection"),
+    ],
+)
+async def test_each_call_is_timed_and_its_failure_counted_under_both_names(
+    http: httpx.AsyncClient,
+    twilio_api: respx.MockRouter,
+    answer: httpx.Response | Exception,
+    status: str,
+    error: str,
+) -> None:
+    """One observation per call: by operation and status in Twilio's own families, by
+    provider too in the shared ones; a duration of this call, not of the clock."""
+    twilio_api.post(START_PATH).mock(return_value=started(KG_PHONE))
+    twilio_api.post(CHECK_PATH).mock(side_effect=[answer])
+    metrics = Metrics()
+    client = TwilioVerifyClient(
+        http,
+        TwilioCredentials(ACCOUNT_SID, AUTH_TOKEN, SERVICE_SID),
+        base_url=TWILIO_BASE_URL,
+        max_retries=0,
+        metrics=metrics,
+    )
+    began = time.perf_counter()
+    await client.start(start_request())
+    with pytest.raises(ProviderError):
+        await client.check(check_request())
+    took = time.perf_counter() - began
+
+    def value(name: str, **labels: str) -> float | None:
+        return metrics.registry.get_sample_value(name, labels)
+
+    twilio, provider = "phone_auth_twilio_", "phone_auth_provider_"
+    for prefix, by in ((twilio, {}), (provider, {"provider": "twilio"})):
+        for operation, answered in (("start", "201"), ("check", status)):
+            timed = {**by, "operation": operation, "status": answered}
+            assert value(f"{prefix}request_duration_seconds_count", **timed) == 1
+            assert 0 < (value(f"{prefix}request_duration_seconds_sum", **timed) or 0) <= took
+        errors = f"{prefix}errors_total"
+        assert value(errors, **by, operation="check", code=error) == 1
+        assert value(errors, **by, operation="start", code="201") is None
