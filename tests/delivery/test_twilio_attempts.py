@@ -346,3 +346,89 @@ async def test_an_answer_without_an_attempts_list_is_unavailable(
 
     with pytest.raises(ProviderUnavailable):
         await adapter(http).list_attempts(SINCE, page_size=50)
+
+
+async def test_the_list_carries_the_clients_headers_and_timeouts(
+    twilio_api: respx.MockRouter,
+) -> None:
+    route = twilio_api.get(ATTEMPTS_PATH).mock(page_answer([]))
+    timeout = httpx.Timeout(3.0, connect=0.5)
+    headers = {"User-Agent": "phone-auth/test", "Accept": "application/json"}
+    async with httpx.AsyncClient(timeout=timeout, headers=headers) as client:
+        await adapter(client).list_attempts(SINCE, page_size=50)
+
+    request = route.calls.last.request
+    assert request.headers["user-agent"] == "phone-auth/test"
+    assert request.headers["accept"] == "application/json"
+    assert basic_auth(request) == (ACCOUNT_SID, AUTH_TOKEN)
+    assert request.extensions["timeout"] == timeout.as_dict()
+
+
+@pytest.mark.parametrize(
+    ("failure", "reason"),
+    [
+        pytest.param(
+            twilio_error(20500, 500, "Internal"),
+            "list_attempts: HTTP 500, Twilio code 20500 after 3 attempts",
+            id="5xx",
+        ),
+        pytest.param(
+            httpx.Response(503, text="<html>busy</html>"),
+            "list_attempts: HTTP 503 with a body that is not JSON after 3 attempts",
+            id="5xx-not-json",
+        ),
+        pytest.param(
+            httpx.ReadTimeout("slow"),
+            "list_attempts: timed out (ReadTimeout) after 3 attempts",
+            id="read-timeout",
+        ),
+        pytest.param(
+            httpx.RemoteProtocolError("peer closed"),
+            "list_attempts: RemoteProtocolError after 3 attempts",
+            id="protocol-error",
+        ),
+        pytest.param(
+            httpx.ConnectError("refused"),
+            "list_attempts: connection not made (ConnectError) after 3 attempts",
+            id="no-connection",
+        ),
+    ],
+)
+async def test_every_failure_of_the_list_is_retried_and_the_reason_says_which(
+    http: httpx.AsyncClient,
+    twilio_api: respx.MockRouter,
+    caplog: pytest.LogCaptureFixture,
+    failure: httpx.Response | Exception,
+    reason: str,
+) -> None:
+    """A GET changes nothing at Twilio: any failure is tried again, twice, and the last
+    one is the reason of the 503-mapped error, as a retry's warning says each time."""
+    caplog.set_level(logging.WARNING)
+    route = twilio_api.get(ATTEMPTS_PATH).mock(side_effect=[failure] * 3 + [page_answer([])])
+    sleeps = Sleeps()
+
+    with pytest.raises(ProviderUnavailable) as caught:
+        await adapter(http, sleeps).list_attempts(SINCE, page_size=50)
+    page = await adapter(http).list_attempts(SINCE, page_size=50)
+
+    assert caught.value.reason == reason
+    assert route.call_count == 4
+    assert sleeps.delays == [0.2, 0.4]
+    assert page.attempts == ()
+    why = reason.removeprefix("list_attempts: ").removesuffix(" after 3 attempts")
+    retried = [r.getMessage() for r in caplog.records if r.name.endswith("twilio")]
+    assert retried == [
+        f"Twilio list_attempts: {why}; retrying in 0.20s",
+        f"Twilio list_attempts: {why}; retrying in 0.40s",
+    ]
+
+
+async def test_an_answer_without_an_attempts_list_says_so(
+    http: httpx.AsyncClient, twilio_api: respx.MockRouter
+) -> None:
+    twilio_api.get(ATTEMPTS_PATH).mock(httpx.Response(200, json={"attempts": {}, "meta": {}}))
+
+    with pytest.raises(ProviderUnavailable) as caught:
+        await adapter(http).list_attempts(SINCE, page_size=50)
+
+    assert caught.value.reason == "list_attempts answer has no attempts list"
