@@ -4,8 +4,9 @@ mocked with respx: what goes on the wire, how the answer is read, how failures m
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator, Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from urllib.parse import parse_qs
 
 import httpx
@@ -432,3 +433,26 @@ async def test_an_answer_without_an_attempts_list_says_so(
         await adapter(http).list_attempts(SINCE, page_size=50)
 
     assert caught.value.reason == "list_attempts answer has no attempts list"
+
+
+@pytest.fixture
+def host_in_bishkek(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The process's local time zone is UTC+6 for the test."""
+    monkeypatch.setenv("TZ", "Asia/Bishkek")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+@pytest.mark.usefixtures("host_in_bishkek")
+async def test_the_creation_filter_is_gmt_whatever_the_hosts_time_zone(
+    http: httpx.AsyncClient, twilio_api: respx.MockRouter
+) -> None:
+    route = twilio_api.get(ATTEMPTS_PATH).mock(page_answer([]))
+    in_bishkek = datetime(2026, 11, 30, 17, 30, tzinfo=timezone(timedelta(hours=6)))
+
+    await adapter(http).list_attempts(in_bishkek, page_size=50)
+
+    query = parse_qs(route.calls.last.request.url.query.decode())
+    assert query["DateCreatedAfter"] == ["2026-11-30T11:30:00Z"]
