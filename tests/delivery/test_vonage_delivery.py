@@ -416,3 +416,40 @@ async def test_the_log_names_why_an_attempt_was_not_recorded(
     assert app_logs.at(logging.WARNING) == [
         f"Delivery attempt of Vonage for {phone[:4]}*****{phone[-4:]} not recorded ({named})"
     ]
+
+
+@pytest.mark.parametrize(
+    ("codes", "statuses", "settings"),
+    [
+        pytest.param([CODE], [200], {}, id="used"),
+        pytest.param([WRONG, WRONG], [400, 429], {}, id="locked-by-vonage"),
+        pytest.param([WRONG], [400], {"verification_max_attempts": 1}, id="locked-here"),
+    ],
+)
+async def test_an_outcome_that_cannot_be_recorded_is_logged_and_the_answer_stands(
+    client_for: ClientFactory,
+    fake_vonage: StatefulVonage,
+    db_engine: AsyncEngine,
+    app_logs: Records,
+    codes: list[str],
+    statuses: list[int],
+    settings: dict[str, Any],
+) -> None:
+    phone = kg_phone()
+    updating = "UPDATE delivery_attempts"
+    with failing_statements(lambda statement: updating in statement) as failures:
+        async with client_for(**ROUTED, **settings) as client:
+            assert (await client.post(SEND, json={"phone": phone})).status_code == 200
+            failures.append(ConnectionResetError())
+            answers = [
+                await client.post(VERIFY, json={"phone": phone, "verification_code": code})
+                for code in codes
+            ]
+
+    assert [a.status_code for a in answers] == statuses
+    assert not failures, "the outcome's update never ran"
+    (attempt,) = await attempts(db_engine)
+    assert attempt.converted is None
+    masked = f"{phone[:4]}*****{phone[-4:]}"
+    warning = f"Delivery attempt of Vonage for {masked} not recorded (ConnectionResetError)"
+    assert warning in app_logs.at(logging.WARNING)
