@@ -118,13 +118,25 @@ async def test_the_admin_view_shows_a_vonage_codes_conversion(
     assert [a["channel"] for a in item["attempts"]] == ["sms"]
 
 
+@pytest.mark.parametrize(
+    ("wrong_codes", "settings"),
+    [
+        pytest.param(2, {}, id="locked-by-vonage"),
+        pytest.param(1, {"verification_max_attempts": 1}, id="locked-here"),
+    ],
+)
 async def test_a_vonage_code_locked_by_wrong_codes_is_recorded_unconverted(
-    client_for: ClientFactory, fake_vonage: StatefulVonage, db_engine: AsyncEngine
+    client_for: ClientFactory,
+    fake_vonage: StatefulVonage,
+    db_engine: AsyncEngine,
+    wrong_codes: int,
+    settings: dict[str, Any],
 ) -> None:
+    """Locked by Vonage (its own attempts) or here (`VERIFICATION_MAX_ATTEMPTS` first)."""
     phone = kg_phone()
-    async with client_for(**ROUTED) as client:
+    async with client_for(**ROUTED, **settings) as client:
         await client.post(SEND, json={"phone": phone})
-        for _ in range(2):
+        for _ in range(wrong_codes):
             await client.post(VERIFY, json={"phone": phone, "verification_code": WRONG})
 
     (attempt,) = await attempts(db_engine)
