@@ -103,6 +103,21 @@ async def test_a_wrong_code_is_counted_as_failed(
     )
 
 
+async def test_a_check_without_a_code_to_check_is_counted_under_no_channel(
+    client_for: ClientFactory, twilio: respx.MockRouter
+) -> None:
+    """No pending code, hence no channel: the failure is counted with channel `none`."""
+    check = twilio.post(CHECK_PATH).mock(return_value=checked("approved", US_PHONE))
+    async with client_for() as client:
+        refused = await client.post(VERIFY, json={"phone": US_PHONE, "verification_code": "123456"})
+        assert refused.status_code == 400
+        metrics = await scrape(client)
+    assert matching(metrics, "phone_auth_verifications_failed_total") == [
+        ({"market": "US", "channel": "none", "outcome": "invalid_code"}, 1.0)
+    ]
+    assert check.call_count == 0
+
+
 async def test_twilio_errors_are_counted_by_twilio_code(
     client_for: ClientFactory, twilio: respx.MockRouter
 ) -> None:
