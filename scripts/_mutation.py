@@ -75,6 +75,7 @@ GROUPS: dict[str, Group] = {
         (
             "tests/verification/test_twilio_adapter.py",
             "tests/verification/test_twilio_errors.py",
+            "tests/verification/test_app_hash.py",
             "tests/delivery/test_twilio_attempts.py",
         ),
     ),

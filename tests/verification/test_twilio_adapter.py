@@ -192,6 +192,23 @@ async def test_check_posts_verification_sid_and_code_to_verification_check(
     assert form(request) == {"VerificationSid": VERIFICATION_SID, "Code": CODE}
 
 
+async def test_a_check_without_a_sid_asks_by_number_and_without_either_asks_nothing(
+    adapter: TwilioVerifyClient, twilio_api: respx.MockRouter
+) -> None:
+    """A sent code whose sid was never stored is checked by the number it went to."""
+    route = twilio_api.post(CHECK_PATH).mock(return_value=checked("approved", KG_PHONE))
+
+    by_number = await adapter.check(CheckRequest(sid="", code=CODE, phone=KG_PHONE))
+    unknown = await adapter.check(CheckRequest(sid="", code=CODE))
+
+    assert by_number is CheckOutcome.APPROVED
+    assert unknown is CheckOutcome.NOT_FOUND
+    assert route.call_count == 1
+    request = route.calls.last.request
+    assert basic_auth(request) == (ACCOUNT_SID, AUTH_TOKEN)
+    assert form(request) == {"To": KG_PHONE, "Code": CODE}
+
+
 # --- outcomes of a check ------------------------------------------------------------------
 
 
