@@ -138,7 +138,7 @@ async def test_pages_follow_the_page_token_of_next_page_url(
 
     seen: list[str] = []
     cursor: str | None = None
-    while True:
+    for _ in range(5):  # three pages; a cursor that is not followed would never end
         page = await client.list_attempts(SINCE, page_size=2, page=cursor)
         seen += [item.sid for item in page.attempts]
         if page.next_page is None:
@@ -271,6 +271,7 @@ async def test_bad_credentials_are_misconfiguration_and_not_retried(
         await adapter(http).list_attempts(SINCE, page_size=50)
 
     assert caught.value.provider_code == 20003
+    assert caught.value.reason == f"list_attempts: HTTP {status}, Twilio code 20003"
     assert route.call_count == 1
 
 
@@ -283,6 +284,7 @@ async def test_a_refused_request_is_not_retried(
         await adapter(http).list_attempts(SINCE, page_size=50)
 
     assert caught.value.provider_code == 20001
+    assert caught.value.reason == "list_attempts: HTTP 400, Twilio code 20001"
     assert route.call_count == 1
 
 
