@@ -628,53 +628,87 @@ async def test_429_with_another_code_is_not_retried(
 
 # --- answers that are not Twilio's JSON ---------------------------------------------------
 
+NOT_JSON = "start: HTTP 201 with a body that is not JSON"
+NOT_OBJECT = "start: HTTP 201 with a JSON body not an object"
+NO_SID = "start answer has no verification sid"
+NO_STATUS = "check answer has no status"
+
 
 @pytest.mark.parametrize(
-    "response",
+    ("response", "reason"),
     [
-        pytest.param(httpx.Response(201, text="not json"), id="201-not-json"),
-        pytest.param(httpx.Response(201, content=b""), id="201-empty"),
-        pytest.param(httpx.Response(201, content=b"\xff\xfe\x00garbage"), id="201-not-utf8"),
-        pytest.param(httpx.Response(201, json=[{"sid": VERIFICATION_SID}]), id="201-json-list"),
-        pytest.param(httpx.Response(201, json="VE123"), id="201-json-string"),
-        pytest.param(httpx.Response(201, json=None), id="201-json-null"),
+        pytest.param(httpx.Response(201, text="not json"), NOT_JSON, id="201-not-json"),
+        pytest.param(httpx.Response(201, content=b""), NOT_JSON, id="201-empty"),
+        pytest.param(
+            httpx.Response(201, content=b"\xff\xfe\x00garbage"), NOT_JSON, id="201-not-utf8"
+        ),
+        pytest.param(
+            httpx.Response(201, json=[{"sid": VERIFICATION_SID}]), NOT_OBJECT, id="201-json-list"
+        ),
+        pytest.param(httpx.Response(201, json="VE123"), NOT_OBJECT, id="201-json-string"),
+        pytest.param(httpx.Response(201, json=None), NOT_JSON, id="201-json-null"),
         pytest.param(
             httpx.Response(502, text=HTML_502, headers={"content-type": "text/html"}),
+            "start: HTTP 502 with a body that is not JSON",
             id="502-html",
         ),
-        pytest.param(httpx.Response(201, json={"status": "pending"}), id="201-without-sid"),
-        pytest.param(httpx.Response(201, json={"sid": ""}), id="201-empty-sid"),
-        pytest.param(httpx.Response(201, json={"sid": 12345}), id="201-sid-not-a-string"),
+        pytest.param(httpx.Response(201, json={"status": "pending"}), NO_SID, id="201-without-sid"),
+        pytest.param(httpx.Response(201, json={"sid": ""}), NO_SID, id="201-empty-sid"),
+        pytest.param(httpx.Response(201, json={"sid": 12345}), NO_SID, id="201-sid-not-a-string"),
     ],
 )
 async def test_start_answer_that_is_not_twilios_json_is_unavailable(
-    adapter: TwilioVerifyClient, twilio_api: respx.MockRouter, response: httpx.Response
+    adapter: TwilioVerifyClient,
+    twilio_api: respx.MockRouter,
+    response: httpx.Response,
+    reason: str,
 ) -> None:
+    """The reason, which the failure's log line ends with, says what was wrong."""
     route = twilio_api.post(START_PATH).mock(return_value=response)
 
-    with pytest.raises(ProviderUnavailable):
+    with pytest.raises(ProviderUnavailable) as caught:
         await adapter.start(start_request())
 
+    assert caught.value.reason == reason
     assert route.call_count == 1
 
 
 @pytest.mark.parametrize(
-    "response",
+    ("response", "reason"),
     [
-        pytest.param(httpx.Response(200, text="<html>ok</html>"), id="200-html"),
-        pytest.param(httpx.Response(200, json=["approved"]), id="200-json-list"),
-        pytest.param(httpx.Response(200, json={"valid": True}), id="200-without-status"),
-        pytest.param(httpx.Response(200, json={"status": 1}), id="200-status-not-a-string"),
-        pytest.param(httpx.Response(502, text=HTML_502), id="502-html"),
+        pytest.param(
+            httpx.Response(200, text="<html>ok</html>"),
+            "check: HTTP 200 with a body that is not JSON",
+            id="200-html",
+        ),
+        pytest.param(
+            httpx.Response(200, json=["approved"]),
+            "check: HTTP 200 with a JSON body not an object",
+            id="200-json-list",
+        ),
+        pytest.param(httpx.Response(200, json={"valid": True}), NO_STATUS, id="200-without-status"),
+        pytest.param(
+            httpx.Response(200, json={"status": 1}), NO_STATUS, id="200-status-not-a-string"
+        ),
+        pytest.param(
+            httpx.Response(502, text=HTML_502),
+            "check: HTTP 502 with a body that is not JSON",
+            id="502-html",
+        ),
     ],
 )
 async def test_check_answer_that_is_not_twilios_json_is_unavailable(
-    adapter: TwilioVerifyClient, twilio_api: respx.MockRouter, response: httpx.Response
+    adapter: TwilioVerifyClient,
+    twilio_api: respx.MockRouter,
+    response: httpx.Response,
+    reason: str,
 ) -> None:
     twilio_api.post(CHECK_PATH).mock(return_value=response)
 
-    with pytest.raises(ProviderUnavailable):
+    with pytest.raises(ProviderUnavailable) as caught:
         await adapter.check(check_request())
+
+    assert caught.value.reason == reason
 
 
 async def test_non_json_answer_keeps_the_decoding_error_as_cause(
