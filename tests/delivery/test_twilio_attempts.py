@@ -415,6 +415,8 @@ async def test_every_failure_of_the_list_is_retried_and_the_reason_says_which(
     page = await adapter(http).list_attempts(SINCE, page_size=50)
 
     assert caught.value.reason == reason
+    if isinstance(failure, Exception):
+        assert caught.value.__cause__ is failure
     assert route.call_count == 4
     assert sleeps.delays == [0.2, 0.4]
     assert page.attempts == ()

@@ -793,6 +793,13 @@ def test_recorded_fixtures_are_twilio_error_bodies() -> None:
         pytest.param(httpx.Response(503, json={"message": "down"}), "503", "503", id="uncoded-5xx"),
         pytest.param(httpx.Response(502, text="Bad Gateway"), "502", "not_json", id="not-json"),
         pytest.param(httpx.ConnectError("refused"), "error", "ConnectError", id="no-connection"),
+        pytest.param(httpx.ReadTimeout("slow"), "error", "ReadTimeout", id="read-timeout"),
+        pytest.param(
+            httpx.RemoteProtocolError("peer closed"),
+            "error",
+            "RemoteProtocolError",
+            id="protocol-error",
+        ),
     ],
 )
 async def test_each_call_is_timed_and_its_failure_counted_under_both_names(
@@ -832,3 +839,24 @@ async def test_each_call_is_timed_and_its_failure_counted_under_both_names(
         errors = f"{prefix}errors_total"
         assert value(errors, **by, operation="check", code=error) == 1
         assert value(errors, **by, operation="start", code="201") is None
+
+
+@pytest.mark.parametrize(
+    ("failure", "reason"),
+    [
+        pytest.param(httpx.ReadTimeout("slow"), "check: timed out (ReadTimeout)", id="timeout"),
+        pytest.param(
+            httpx.RemoteProtocolError("peer closed"), "check: RemoteProtocolError", id="protocol"
+        ),
+    ],
+)
+async def test_a_check_that_failed_after_leaving_names_the_failure(
+    adapter: TwilioVerifyClient, twilio_api: respx.MockRouter, failure: Exception, reason: str
+) -> None:
+    twilio_api.post(CHECK_PATH).mock(side_effect=failure)
+
+    with pytest.raises(ProviderUnavailable) as caught:
+        await adapter.check(check_request())
+
+    assert caught.value.reason == reason
+    assert caught.value.__cause__ is failure
