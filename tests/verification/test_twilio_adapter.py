@@ -792,6 +792,7 @@ def test_recorded_fixtures_are_twilio_error_bodies() -> None:
         pytest.param(httpx.Response(500, json={"code": 20500}), "500", "20500", id="coded-5xx"),
         pytest.param(httpx.Response(503, json={"message": "down"}), "503", "503", id="uncoded-5xx"),
         pytest.param(httpx.Response(502, text="Bad Gateway"), "502", "not_json", id="not-json"),
+        pytest.param(httpx.Response(502, json=["x"]), "502", "not_json", id="not-an-object"),
         pytest.param(httpx.ConnectError("refused"), "error", "ConnectError", id="no-connection"),
         pytest.param(httpx.ReadTimeout("slow"), "error", "ReadTimeout", id="read-timeout"),
         pytest.param(
@@ -860,3 +861,11 @@ async def test_a_check_that_failed_after_leaving_names_the_failure(
 
     assert caught.value.reason == reason
     assert caught.value.__cause__ is failure
+
+
+async def test_a_start_answered_200_with_a_sid_is_started(
+    adapter: TwilioVerifyClient, twilio_api: respx.MockRouter
+) -> None:
+    twilio_api.post(START_PATH).mock(return_value=httpx.Response(200, json={"sid": "VE1"}))
+
+    assert await adapter.start(start_request()) == StartResult(sid="VE1")
