@@ -462,3 +462,25 @@ async def test_the_creation_filter_is_gmt_whatever_the_hosts_time_zone(
 
     query = parse_qs(route.calls.last.request.url.query.decode())
     assert query["DateCreatedAfter"] == ["2026-11-30T11:30:00Z"]
+
+
+@pytest.mark.parametrize(
+    "base_url",
+    ["https://verify.twilio.com/", "https://gateway.example/TWILIOX"],
+    ids=["trailing-slash", "path-ending-in-x"],
+)
+async def test_the_list_and_the_start_go_under_the_base_url_as_given(
+    http: httpx.AsyncClient, base_url: str
+) -> None:
+    """One slash between the base URL and Twilio's paths, and nothing else taken off."""
+    root = base_url.removesuffix("/")
+    with respx.mock(assert_all_called=True) as router:
+        router.get(f"{root}/v2/Attempts").mock(page_answer([]))
+        router.post(f"{root}/v2/Services/{SERVICE_SID}/Verifications").mock(
+            httpx.Response(201, json={"sid": "VE1"})
+        )
+        client = TwilioVerifyClient(
+            http, TwilioCredentials(ACCOUNT_SID, AUTH_TOKEN, SERVICE_SID), base_url=base_url
+        )
+        await client.list_attempts(SINCE, page_size=50)
+        await client.start(StartRequest(phone="+996555123456", channel="sms", locale="ru"))
