@@ -79,11 +79,32 @@ GROUPS: dict[str, Group] = {
     ),
     "twilio": Group(
         ("app/services/verification/providers/twilio.py",),
-        ("tests/verification/test_twilio_adapter.py", "tests/verification/test_twilio_errors.py"),
+        (
+            "tests/verification/test_twilio_adapter.py",
+            "tests/verification/test_twilio_errors.py",
+            "tests/verification/test_app_hash.py",
+            "tests/delivery/test_twilio_attempts.py",
+        ),
     ),
-    "verification": Group(("app/services/verification/service.py",), ("tests/verification",)),
+    # The services are called by the tests of every flow that sends or checks a code:
+    # test numbers and app hashes (verification), challenges, phone changes (lifecycle),
+    # the second provider's delivery status, the counters on /metrics, the attempt a check
+    # refused by the number's limit gives back.
+    "verification": Group(
+        ("app/services/verification/service.py",),
+        (
+            "tests/verification",
+            "tests/login",
+            "tests/lifecycle",
+            "tests/delivery/test_vonage_delivery.py",
+            "tests/ops/test_metrics.py",
+            "tests/limits/test_verify_limits.py",
+        ),
+    ),
     "login": Group(
-        ("app/services/login/service.py",), ("tests/login", "tests/limits"), HA_REDIS_TESTS
+        ("app/services/login/service.py",),
+        ("tests/login", "tests/limits", "tests/verification", "tests/challenge", "tests/lifecycle"),
+        HA_REDIS_TESTS,
     ),
 }
 

@@ -4,8 +4,9 @@ mocked with respx: what goes on the wire, how the answer is read, how failures m
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator, Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from urllib.parse import parse_qs
 
 import httpx
@@ -137,7 +138,7 @@ async def test_pages_follow_the_page_token_of_next_page_url(
 
     seen: list[str] = []
     cursor: str | None = None
-    while True:
+    for _ in range(5):  # three pages; a cursor that is not followed would never end
         page = await client.list_attempts(SINCE, page_size=2, page=cursor)
         seen += [item.sid for item in page.attempts]
         if page.next_page is None:
@@ -270,6 +271,7 @@ async def test_bad_credentials_are_misconfiguration_and_not_retried(
         await adapter(http).list_attempts(SINCE, page_size=50)
 
     assert caught.value.provider_code == 20003
+    assert caught.value.reason == f"list_attempts: HTTP {status}, Twilio code 20003"
     assert route.call_count == 1
 
 
@@ -282,6 +284,7 @@ async def test_a_refused_request_is_not_retried(
         await adapter(http).list_attempts(SINCE, page_size=50)
 
     assert caught.value.provider_code == 20001
+    assert caught.value.reason == "list_attempts: HTTP 400, Twilio code 20001"
     assert route.call_count == 1
 
 
@@ -346,3 +349,138 @@ async def test_an_answer_without_an_attempts_list_is_unavailable(
 
     with pytest.raises(ProviderUnavailable):
         await adapter(http).list_attempts(SINCE, page_size=50)
+
+
+async def test_the_list_carries_the_clients_headers_and_timeouts(
+    twilio_api: respx.MockRouter,
+) -> None:
+    route = twilio_api.get(ATTEMPTS_PATH).mock(page_answer([]))
+    timeout = httpx.Timeout(3.0, connect=0.5)
+    headers = {"User-Agent": "phone-auth/test", "Accept": "application/json"}
+    async with httpx.AsyncClient(timeout=timeout, headers=headers) as client:
+        await adapter(client).list_attempts(SINCE, page_size=50)
+
+    request = route.calls.last.request
+    assert request.headers["user-agent"] == "phone-auth/test"
+    assert request.headers["accept"] == "application/json"
+    assert basic_auth(request) == (ACCOUNT_SID, AUTH_TOKEN)
+    assert request.extensions["timeout"] == timeout.as_dict()
+
+
+@pytest.mark.parametrize(
+    ("failure", "reason"),
+    [
+        pytest.param(
+            twilio_error(20500, 500, "Internal"),
+            "list_attempts: HTTP 500, Twilio code 20500 after 3 attempts",
+            id="5xx",
+        ),
+        pytest.param(
+            httpx.Response(500, text="<html>busy</html>"),
+            "list_attempts: HTTP 500 with a body that is not JSON after 3 attempts",
+            id="5xx-not-json",
+        ),
+        pytest.param(
+            httpx.ReadTimeout("slow"),
+            "list_attempts: timed out (ReadTimeout) after 3 attempts",
+            id="read-timeout",
+        ),
+        pytest.param(
+            httpx.RemoteProtocolError("peer closed"),
+            "list_attempts: RemoteProtocolError after 3 attempts",
+            id="protocol-error",
+        ),
+        pytest.param(
+            httpx.ConnectError("refused"),
+            "list_attempts: connection not made (ConnectError) after 3 attempts",
+            id="no-connection",
+        ),
+    ],
+)
+async def test_every_failure_of_the_list_is_retried_and_the_reason_says_which(
+    http: httpx.AsyncClient,
+    twilio_api: respx.MockRouter,
+    caplog: pytest.LogCaptureFixture,
+    failure: httpx.Response | Exception,
+    reason: str,
+) -> None:
+    """A GET changes nothing at Twilio: any failure is tried again, twice, and the last
+    one is the reason of the 503-mapped error, as a retry's warning says each time."""
+    caplog.set_level(logging.WARNING)
+    route = twilio_api.get(ATTEMPTS_PATH).mock(side_effect=[failure] * 3 + [page_answer([])])
+    sleeps = Sleeps()
+
+    with pytest.raises(ProviderUnavailable) as caught:
+        await adapter(http, sleeps).list_attempts(SINCE, page_size=50)
+    page = await adapter(http).list_attempts(SINCE, page_size=50)
+
+    assert caught.value.reason == reason
+    if isinstance(failure, Exception):
+        assert caught.value.__cause__ is failure
+    elif "not JSON" in reason:
+        assert isinstance(caught.value.__cause__, ValueError)
+    assert route.call_count == 4
+    assert sleeps.delays == [0.2, 0.4]
+    assert page.attempts == ()
+    why = reason.removeprefix("list_attempts: ").removesuffix(" after 3 attempts")
+    retried = [r.getMessage() for r in caplog.records if r.name.endswith("twilio")]
+    assert retried == [
+        f"Twilio list_attempts: {why}; retrying in 0.20s",
+        f"Twilio list_attempts: {why}; retrying in 0.40s",
+    ]
+
+
+async def test_an_answer_without_an_attempts_list_says_so(
+    http: httpx.AsyncClient, twilio_api: respx.MockRouter
+) -> None:
+    twilio_api.get(ATTEMPTS_PATH).mock(httpx.Response(200, json={"attempts": {}, "meta": {}}))
+
+    with pytest.raises(ProviderUnavailable) as caught:
+        await adapter(http).list_attempts(SINCE, page_size=50)
+
+    assert caught.value.reason == "list_attempts answer has no attempts list"
+
+
+@pytest.fixture
+def host_in_bishkek(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The process's local time zone is UTC+6 for the test."""
+    monkeypatch.setenv("TZ", "Asia/Bishkek")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+@pytest.mark.usefixtures("host_in_bishkek")
+async def test_the_creation_filter_is_gmt_whatever_the_hosts_time_zone(
+    http: httpx.AsyncClient, twilio_api: respx.MockRouter
+) -> None:
+    route = twilio_api.get(ATTEMPTS_PATH).mock(page_answer([]))
+    in_bishkek = datetime(2026, 11, 30, 17, 30, tzinfo=timezone(timedelta(hours=6)))
+
+    await adapter(http).list_attempts(in_bishkek, page_size=50)
+
+    query = parse_qs(route.calls.last.request.url.query.decode())
+    assert query["DateCreatedAfter"] == ["2026-11-30T11:30:00Z"]
+
+
+@pytest.mark.parametrize(
+    "base_url",
+    ["https://verify.twilio.com/", "https://gateway.example/TWILIOX"],
+    ids=["trailing-slash", "path-ending-in-x"],
+)
+async def test_the_list_and_the_start_go_under_the_base_url_as_given(
+    http: httpx.AsyncClient, base_url: str
+) -> None:
+    """One slash between the base URL and Twilio's paths, and nothing else taken off."""
+    root = base_url.removesuffix("/")
+    with respx.mock(assert_all_called=True) as router:
+        router.get(f"{root}/v2/Attempts").mock(page_answer([]))
+        router.post(f"{root}/v2/Services/{SERVICE_SID}/Verifications").mock(
+            httpx.Response(201, json={"sid": "VE1"})
+        )
+        client = TwilioVerifyClient(
+            http, TwilioCredentials(ACCOUNT_SID, AUTH_TOKEN, SERVICE_SID), base_url=base_url
+        )
+        await client.list_attempts(SINCE, page_size=50)
+        await client.start(StartRequest(phone="+996555123456", channel="sms", locale="ru"))

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.models.delivery_attempt import DeliveryAttempt
 from app.models.user import User
 from tests.conftest import ClientFactory
+from tests.db_failures import FAILURES, failing_statements
 from tests.helpers import SEND, VERIFY, Records, bearer, verifications
 from tests.twilio_fixtures import StatefulTwilio
 from tests.vonage_fixtures import (
@@ -117,13 +118,25 @@ async def test_the_admin_view_shows_a_vonage_codes_conversion(
     assert [a["channel"] for a in item["attempts"]] == ["sms"]
 
 
+@pytest.mark.parametrize(
+    ("wrong_codes", "settings"),
+    [
+        pytest.param(2, {}, id="locked-by-vonage"),
+        pytest.param(1, {"verification_max_attempts": 1}, id="locked-here"),
+    ],
+)
 async def test_a_vonage_code_locked_by_wrong_codes_is_recorded_unconverted(
-    client_for: ClientFactory, fake_vonage: StatefulVonage, db_engine: AsyncEngine
+    client_for: ClientFactory,
+    fake_vonage: StatefulVonage,
+    db_engine: AsyncEngine,
+    wrong_codes: int,
+    settings: dict[str, Any],
 ) -> None:
+    """Locked by Vonage (its own attempts) or here (`VERIFICATION_MAX_ATTEMPTS` first)."""
     phone = kg_phone()
-    async with client_for(**ROUTED) as client:
+    async with client_for(**ROUTED, **settings) as client:
         await client.post(SEND, json={"phone": phone})
-        for _ in range(2):
+        for _ in range(wrong_codes):
             await client.post(VERIFY, json={"phone": phone, "verification_code": WRONG})
 
     (attempt,) = await attempts(db_engine)
@@ -390,3 +403,65 @@ async def test_an_attempt_that_cannot_be_stored_is_logged_and_the_login_goes_on(
     assert warning.startswith(
         f"Delivery attempt of Vonage for {phone[:4]}*****{phone[-4:]} not recorded ("
     )
+
+
+@pytest.mark.parametrize(("failure", "named"), FAILURES)
+async def test_the_log_names_why_an_attempt_was_not_recorded(
+    client_for: ClientFactory,
+    fake_vonage: StatefulVonage,
+    db_engine: AsyncEngine,
+    app_logs: Records,
+    failure: BaseException,
+    named: str,
+) -> None:
+    phone = kg_phone()
+    inserting = "INSERT INTO delivery_attempts"
+    with failing_statements(lambda statement: inserting in statement) as failures:
+        async with client_for(**ROUTED) as client:
+            failures.append(failure)
+            sent = await client.post(SEND, json={"phone": phone})
+            login = await client.post(VERIFY, json={"phone": phone, "verification_code": CODE})
+
+    assert sent.status_code == login.status_code == 200
+    assert not failures, "the attempt's insert never ran"
+    assert await attempts(db_engine) == []
+    assert app_logs.at(logging.WARNING) == [
+        f"Delivery attempt of Vonage for {phone[:4]}*****{phone[-4:]} not recorded ({named})"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("codes", "statuses", "settings"),
+    [
+        pytest.param([CODE], [200], {}, id="used"),
+        pytest.param([WRONG, WRONG], [400, 429], {}, id="locked-by-vonage"),
+        pytest.param([WRONG], [400], {"verification_max_attempts": 1}, id="locked-here"),
+    ],
+)
+async def test_an_outcome_that_cannot_be_recorded_is_logged_and_the_answer_stands(
+    client_for: ClientFactory,
+    fake_vonage: StatefulVonage,
+    db_engine: AsyncEngine,
+    app_logs: Records,
+    codes: list[str],
+    statuses: list[int],
+    settings: dict[str, Any],
+) -> None:
+    phone = kg_phone()
+    updating = "UPDATE delivery_attempts"
+    with failing_statements(lambda statement: updating in statement) as failures:
+        async with client_for(**ROUTED, **settings) as client:
+            assert (await client.post(SEND, json={"phone": phone})).status_code == 200
+            failures.append(ConnectionResetError())
+            answers = [
+                await client.post(VERIFY, json={"phone": phone, "verification_code": code})
+                for code in codes
+            ]
+
+    assert [a.status_code for a in answers] == statuses
+    assert not failures, "the outcome's update never ran"
+    (attempt,) = await attempts(db_engine)
+    assert attempt.converted is None
+    masked = f"{phone[:4]}*****{phone[-4:]}"
+    warning = f"Delivery attempt of Vonage for {masked} not recorded (ConnectionResetError)"
+    assert warning in app_logs.at(logging.WARNING)

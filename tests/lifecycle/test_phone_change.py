@@ -5,6 +5,7 @@ pair; a code serves only its purpose and its user, and a number taken meanwhile 
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from typing import Any
 
@@ -43,8 +44,11 @@ from tests.helpers import (
 from tests.lifecycle.test_delete import RECENT_LOGIN, step_up_challenge
 from tests.ops.conftest import parse_metrics, sample
 from tests.twilio_fixtures import (
+    CHECK_PATH,
     START_PATH,
+    checked,
     form,
+    mock_approving,
     mock_check,
     mock_check_accepting,
     mock_start,
@@ -448,3 +452,38 @@ async def test_a_change_code_can_be_read_by_the_app_with_its_hash(
 
     assert sent.status_code == 200, sent.text
     assert form(twilio.routes[0].calls.last.request)["AppHash"] == "FA+9qCX9VSu"
+
+
+async def test_a_change_code_submitted_twice_at_once_changes_the_number_once(
+    client: httpx.AsyncClient, twilio: respx.MockRouter, app_logs: Records
+) -> None:
+    """Twilio approves both checks of one code (a double tap); the first to mark it used
+    changes the number, the other is refused as a used code would be."""
+    mock_approving(twilio)
+    token = (await login(client, KG_PHONE))["access_token"]
+    assert (await send_change(client, token, US_PHONE)).status_code == 200
+    both_asked = asyncio.Event()
+    asked: list[str] = []
+
+    async def approve_once_both_asked(request: httpx.Request) -> httpx.Response:
+        asked.append(form(request)["VerificationSid"])
+        if len(asked) == 2:
+            both_asked.set()
+        await both_asked.wait()
+        return checked("approved", US_PHONE, sid=asked[-1])
+
+    twilio.post(CHECK_PATH).mock(side_effect=approve_once_both_asked)
+
+    answers = await asyncio.gather(
+        verify_change(client, token, US_PHONE), verify_change(client, token, US_PHONE)
+    )
+
+    assert sorted(a.status_code for a in answers) == [200, 400], [a.text for a in answers]
+    [changed] = [a.json() for a in answers if a.status_code == 200]
+    [refused] = [a.json() for a in answers if a.status_code == 400]
+    assert refused == INVALID_CODE
+    assert (await me(client, changed["access_token"])).json()["phone"] == US_PHONE
+    assert f"Verification already used: market=US phone={US_MASKED}" in app_logs.at(logging.INFO)
+    metrics = parse_metrics((await client.get("/metrics")).text)
+    failed = "phone_auth_verifications_failed_total"
+    assert sample(metrics, failed, market="US", channel="sms", outcome="invalid_code") == 1.0

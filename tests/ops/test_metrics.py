@@ -103,6 +103,21 @@ async def test_a_wrong_code_is_counted_as_failed(
     )
 
 
+async def test_a_check_without_a_code_to_check_is_counted_under_no_channel(
+    client_for: ClientFactory, twilio: respx.MockRouter
+) -> None:
+    """No pending code, hence no channel: the failure is counted with channel `none`."""
+    check = twilio.post(CHECK_PATH).mock(return_value=checked("approved", US_PHONE))
+    async with client_for() as client:
+        refused = await client.post(VERIFY, json={"phone": US_PHONE, "verification_code": "123456"})
+        assert refused.status_code == 400
+        metrics = await scrape(client)
+    assert matching(metrics, "phone_auth_verifications_failed_total") == [
+        ({"market": "US", "channel": "none", "outcome": "invalid_code"}, 1.0)
+    ]
+    assert check.call_count == 0
+
+
 async def test_twilio_errors_are_counted_by_twilio_code(
     client_for: ClientFactory, twilio: respx.MockRouter
 ) -> None:
@@ -121,8 +136,10 @@ async def test_twilio_errors_are_counted_by_twilio_code(
         )
         == 1.0
     )
-    started_not_sent = matching(metrics, "phone_auth_verifications_started_total", market="KG")
-    assert [labels["outcome"] for labels, _ in started_not_sent] == ["number_refused"]
+    started_not_sent = matching(metrics, "phone_auth_verifications_started_total")
+    assert started_not_sent == [
+        ({"market": "KG", "channel": "sms", "outcome": "number_refused"}, 1.0)
+    ]
     # Nothing was sent, so nothing was spent.
     assert matching(metrics, "phone_auth_sms_spend_usd_total") == []
 
@@ -145,6 +162,20 @@ async def test_rate_limit_refusals_are_counted_by_limit(
     assert sample(
         metrics, "phone_auth_sms_spend_usd_total", market="KG", provider="twilio"
     ) == pytest.approx(0.15)
+
+
+async def test_a_send_to_a_test_number_is_counted_as_such_and_spends_nothing(
+    client_for: ClientFactory, twilio: respx.MockRouter
+) -> None:
+    start = mock_start(twilio)
+    async with client_for(test_phone_numbers="+12025550100=123456") as client:
+        assert (await client.post(SEND, json={"phone": "+12025550100"})).status_code == 200
+        metrics = await scrape(client)
+    assert matching(metrics, "phone_auth_verifications_started_total") == [
+        ({"market": "US", "channel": "sms", "outcome": "test_number"}, 1.0)
+    ]
+    assert matching(metrics, "phone_auth_sms_spend_usd_total") == []
+    assert start.call_count == 0
 
 
 async def test_sms_spend_by_market_and_provider(

@@ -20,6 +20,7 @@ from app.models.user import User
 from tests.conftest import ClientFactory, FakeClock
 from tests.helpers import (
     AS_PROXY,
+    INVALID_CODE,
     LOCKED,
     SEND,
     VERIFY,
@@ -27,6 +28,7 @@ from tests.helpers import (
     from_ip,
     retry_after,
     too_many,
+    verifications,
 )
 from tests.twilio_fixtures import form, mock_check, mock_start
 
@@ -251,3 +253,38 @@ async def test_after_its_expiry_date_a_test_number_is_an_ordinary_number(
     assert check.call_count == 1
     assert form(check.calls.last.request)["Code"] == "111111"
     assert fixed.status_code == 400
+
+
+async def test_a_code_sent_while_the_number_was_a_test_number_expires_with_it(
+    client_for: ClientFactory, twilio: respx.MockRouter, db_engine: AsyncEngine
+) -> None:
+    """Nobody but the test numbers knew the code: once the number is an ordinary one
+    again, its code is refused and expired, and Twilio is not asked about it."""
+    check = mock_check(twilio, "approved")
+    async with client_for(**WITH_TEST_NUMBERS, rate_limit_enabled=False) as client:
+        assert (await client.post(SEND, json={"phone": KG_TEST})).status_code == 200
+    async with client_for(rate_limit_enabled=False) as client:
+        refused = await client.post(VERIFY, json={"phone": KG_TEST, "verification_code": "111111"})
+
+    assert (refused.status_code, refused.json()) == (400, INVALID_CODE)
+    assert check.call_count == 0
+    [row] = await verifications(db_engine)
+    assert (row.provider, row.status) == ("test", "expired")
+
+
+async def test_a_code_twilio_sent_before_the_number_became_a_test_number_expires(
+    client_for: ClientFactory, twilio: respx.MockRouter, db_engine: AsyncEngine
+) -> None:
+    """The fixed code is not that code: only Twilio knew it, and the test numbers do not
+    ask Twilio."""
+    mock_start(twilio)
+    check = mock_check(twilio, "approved")
+    async with client_for(rate_limit_enabled=False) as client:
+        assert (await client.post(SEND, json={"phone": KG_TEST})).status_code == 200
+    async with client_for(**WITH_TEST_NUMBERS, rate_limit_enabled=False) as client:
+        refused = await client.post(VERIFY, json={"phone": KG_TEST, "verification_code": "111111"})
+
+    assert (refused.status_code, refused.json()) == (400, INVALID_CODE)
+    assert check.call_count == 0
+    [row] = await verifications(db_engine)
+    assert (row.provider, row.status) == ("twilio", "expired")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import httpx
 import pytest
 import respx
 
+from app.core.metrics import Metrics
 from app.services.verification.exceptions import (
     NumberProblem,
     ProviderBlocked,
@@ -188,6 +190,23 @@ async def test_check_posts_verification_sid_and_code_to_verification_check(
     assert request.url == f"{TWILIO_BASE_URL}{CHECK_PATH}"
     assert basic_auth(request) == (ACCOUNT_SID, AUTH_TOKEN)
     assert form(request) == {"VerificationSid": VERIFICATION_SID, "Code": CODE}
+
+
+async def test_a_check_without_a_sid_asks_by_number_and_without_either_asks_nothing(
+    adapter: TwilioVerifyClient, twilio_api: respx.MockRouter
+) -> None:
+    """A sent code whose sid was never stored is checked by the number it went to."""
+    route = twilio_api.post(CHECK_PATH).mock(return_value=checked("approved", KG_PHONE))
+
+    by_number = await adapter.check(CheckRequest(sid="", code=CODE, phone=KG_PHONE))
+    unknown = await adapter.check(CheckRequest(sid="", code=CODE))
+
+    assert by_number is CheckOutcome.APPROVED
+    assert unknown is CheckOutcome.NOT_FOUND
+    assert route.call_count == 1
+    request = route.calls.last.request
+    assert basic_auth(request) == (ACCOUNT_SID, AUTH_TOKEN)
+    assert form(request) == {"To": KG_PHONE, "Code": CODE}
 
 
 # --- outcomes of a check ------------------------------------------------------------------
@@ -609,53 +628,87 @@ async def test_429_with_another_code_is_not_retried(
 
 # --- answers that are not Twilio's JSON ---------------------------------------------------
 
+NOT_JSON = "start: HTTP 201 with a body that is not JSON"
+NOT_OBJECT = "start: HTTP 201 with a JSON body not an object"
+NO_SID = "start answer has no verification sid"
+NO_STATUS = "check answer has no status"
+
 
 @pytest.mark.parametrize(
-    "response",
+    ("response", "reason"),
     [
-        pytest.param(httpx.Response(201, text="not json"), id="201-not-json"),
-        pytest.param(httpx.Response(201, content=b""), id="201-empty"),
-        pytest.param(httpx.Response(201, content=b"\xff\xfe\x00garbage"), id="201-not-utf8"),
-        pytest.param(httpx.Response(201, json=[{"sid": VERIFICATION_SID}]), id="201-json-list"),
-        pytest.param(httpx.Response(201, json="VE123"), id="201-json-string"),
-        pytest.param(httpx.Response(201, json=None), id="201-json-null"),
+        pytest.param(httpx.Response(201, text="not json"), NOT_JSON, id="201-not-json"),
+        pytest.param(httpx.Response(201, content=b""), NOT_JSON, id="201-empty"),
+        pytest.param(
+            httpx.Response(201, content=b"\xff\xfe\x00garbage"), NOT_JSON, id="201-not-utf8"
+        ),
+        pytest.param(
+            httpx.Response(201, json=[{"sid": VERIFICATION_SID}]), NOT_OBJECT, id="201-json-list"
+        ),
+        pytest.param(httpx.Response(201, json="VE123"), NOT_OBJECT, id="201-json-string"),
+        pytest.param(httpx.Response(201, json=None), NOT_JSON, id="201-json-null"),
         pytest.param(
             httpx.Response(502, text=HTML_502, headers={"content-type": "text/html"}),
+            "start: HTTP 502 with a body that is not JSON",
             id="502-html",
         ),
-        pytest.param(httpx.Response(201, json={"status": "pending"}), id="201-without-sid"),
-        pytest.param(httpx.Response(201, json={"sid": ""}), id="201-empty-sid"),
-        pytest.param(httpx.Response(201, json={"sid": 12345}), id="201-sid-not-a-string"),
+        pytest.param(httpx.Response(201, json={"status": "pending"}), NO_SID, id="201-without-sid"),
+        pytest.param(httpx.Response(201, json={"sid": ""}), NO_SID, id="201-empty-sid"),
+        pytest.param(httpx.Response(201, json={"sid": 12345}), NO_SID, id="201-sid-not-a-string"),
     ],
 )
 async def test_start_answer_that_is_not_twilios_json_is_unavailable(
-    adapter: TwilioVerifyClient, twilio_api: respx.MockRouter, response: httpx.Response
+    adapter: TwilioVerifyClient,
+    twilio_api: respx.MockRouter,
+    response: httpx.Response,
+    reason: str,
 ) -> None:
+    """The reason, which the failure's log line ends with, says what was wrong."""
     route = twilio_api.post(START_PATH).mock(return_value=response)
 
-    with pytest.raises(ProviderUnavailable):
+    with pytest.raises(ProviderUnavailable) as caught:
         await adapter.start(start_request())
 
+    assert caught.value.reason == reason
     assert route.call_count == 1
 
 
 @pytest.mark.parametrize(
-    "response",
+    ("response", "reason"),
     [
-        pytest.param(httpx.Response(200, text="<html>ok</html>"), id="200-html"),
-        pytest.param(httpx.Response(200, json=["approved"]), id="200-json-list"),
-        pytest.param(httpx.Response(200, json={"valid": True}), id="200-without-status"),
-        pytest.param(httpx.Response(200, json={"status": 1}), id="200-status-not-a-string"),
-        pytest.param(httpx.Response(502, text=HTML_502), id="502-html"),
+        pytest.param(
+            httpx.Response(200, text="<html>ok</html>"),
+            "check: HTTP 200 with a body that is not JSON",
+            id="200-html",
+        ),
+        pytest.param(
+            httpx.Response(200, json=["approved"]),
+            "check: HTTP 200 with a JSON body not an object",
+            id="200-json-list",
+        ),
+        pytest.param(httpx.Response(200, json={"valid": True}), NO_STATUS, id="200-without-status"),
+        pytest.param(
+            httpx.Response(200, json={"status": 1}), NO_STATUS, id="200-status-not-a-string"
+        ),
+        pytest.param(
+            httpx.Response(502, text=HTML_502),
+            "check: HTTP 502 with a body that is not JSON",
+            id="502-html",
+        ),
     ],
 )
 async def test_check_answer_that_is_not_twilios_json_is_unavailable(
-    adapter: TwilioVerifyClient, twilio_api: respx.MockRouter, response: httpx.Response
+    adapter: TwilioVerifyClient,
+    twilio_api: respx.MockRouter,
+    response: httpx.Response,
+    reason: str,
 ) -> None:
     twilio_api.post(CHECK_PATH).mock(return_value=response)
 
-    with pytest.raises(ProviderUnavailable):
+    with pytest.raises(ProviderUnavailable) as caught:
         await adapter.check(check_request())
+
+    assert caught.value.reason == reason
 
 
 async def test_non_json_answer_keeps_the_decoding_error_as_cause(
@@ -728,3 +781,91 @@ def test_recorded_fixtures_are_twilio_error_bodies() -> None:
         assert set(body) == {"code", "message", "more_info", "status"}, path.name
         assert isinstance(body["code"], int)
         assert body["more_info"].endswith(str(body["code"]))
+
+
+# --- what is measured ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("answer", "status", "error"),
+    [
+        pytest.param(httpx.Response(500, json={"code": 20500}), "500", "20500", id="coded-5xx"),
+        pytest.param(httpx.Response(503, json={"message": "down"}), "503", "503", id="uncoded-5xx"),
+        pytest.param(httpx.Response(502, text="Bad Gateway"), "502", "not_json", id="not-json"),
+        pytest.param(httpx.Response(502, json=["x"]), "502", "not_json", id="not-an-object"),
+        pytest.param(httpx.ConnectError("refused"), "error", "ConnectError", id="no-connection"),
+        pytest.param(httpx.ReadTimeout("slow"), "error", "ReadTimeout", id="read-timeout"),
+        pytest.param(
+            httpx.RemoteProtocolError("peer closed"),
+            "error",
+            "RemoteProtocolError",
+            id="protocol-error",
+        ),
+    ],
+)
+async def test_each_call_is_timed_and_its_failure_counted_under_both_names(
+    http: httpx.AsyncClient,
+    twilio_api: respx.MockRouter,
+    answer: httpx.Response | Exception,
+    status: str,
+    error: str,
+) -> None:
+    """One observation per call: by operation and status in Twilio's own families, by
+    provider too in the shared ones; a duration of this call, not of the clock."""
+    twilio_api.post(START_PATH).mock(return_value=started(KG_PHONE))
+    twilio_api.post(CHECK_PATH).mock(side_effect=[answer])
+    metrics = Metrics()
+    client = TwilioVerifyClient(
+        http,
+        TwilioCredentials(ACCOUNT_SID, AUTH_TOKEN, SERVICE_SID),
+        base_url=TWILIO_BASE_URL,
+        max_retries=0,
+        metrics=metrics,
+    )
+    began = time.perf_counter()
+    await client.start(start_request())
+    with pytest.raises(ProviderError):
+        await client.check(check_request())
+    took = time.perf_counter() - began
+
+    def value(name: str, **labels: str) -> float | None:
+        return metrics.registry.get_sample_value(name, labels)
+
+    twilio, provider = "phone_auth_twilio_", "phone_auth_provider_"
+    for prefix, by in ((twilio, {}), (provider, {"provider": "twilio"})):
+        for operation, answered in (("start", "201"), ("check", status)):
+            timed = {**by, "operation": operation, "status": answered}
+            assert value(f"{prefix}request_duration_seconds_count", **timed) == 1
+            assert 0 < (value(f"{prefix}request_duration_seconds_sum", **timed) or 0) <= took
+        errors = f"{prefix}errors_total"
+        assert value(errors, **by, operation="check", code=error) == 1
+        assert value(errors, **by, operation="start", code="201") is None
+
+
+@pytest.mark.parametrize(
+    ("failure", "reason"),
+    [
+        pytest.param(httpx.ReadTimeout("slow"), "check: timed out (ReadTimeout)", id="timeout"),
+        pytest.param(
+            httpx.RemoteProtocolError("peer closed"), "check: RemoteProtocolError", id="protocol"
+        ),
+    ],
+)
+async def test_a_check_that_failed_after_leaving_names_the_failure(
+    adapter: TwilioVerifyClient, twilio_api: respx.MockRouter, failure: Exception, reason: str
+) -> None:
+    twilio_api.post(CHECK_PATH).mock(side_effect=failure)
+
+    with pytest.raises(ProviderUnavailable) as caught:
+        await adapter.check(check_request())
+
+    assert caught.value.reason == reason
+    assert caught.value.__cause__ is failure
+
+
+async def test_a_start_answered_200_with_a_sid_is_started(
+    adapter: TwilioVerifyClient, twilio_api: respx.MockRouter
+) -> None:
+    twilio_api.post(START_PATH).mock(return_value=httpx.Response(200, json={"sid": "VE1"}))
+
+    assert await adapter.start(start_request()) == StartResult(sid="VE1")

@@ -46,8 +46,13 @@ async def test_send_answers_503(
     assert not twilio.calls
     # No code is generated locally in this mode.
     assert await verifications(db_engine) == []
-    assert any(
-        r.levelno == logging.ERROR and "not configured" in r.getMessage() for r in caplog.records
+    refusals = [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno == logging.ERROR and r.name == "app.services.verification.service"
+    ]
+    assert (
+        refusals == ["Verification requested but the provider's credentials are not configured"] * 2
     )
 
 

@@ -83,10 +83,6 @@ class LoginService:
             one_tap=any(Channel.SMS in market.settings.channels for market in markets),
         )
 
-    def market_of(self, phone: Phone) -> Market:
-        """The market of `phone`, or the 400 for a number of no configured market."""
-        return self._markets.of(phone)
-
     async def send_code(
         self,
         uow: UnitOfWork,

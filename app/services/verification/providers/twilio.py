@@ -177,7 +177,7 @@ class TwilioVerifyClient:
         url = self._attempts_url.copy_with(query=urlencode(params).encode())
         status, body = await self._with_retries(url, None, "list_attempts")
         if status != 200:
-            _raise_common_error(status, _error_code(body), "list_attempts", body)
+            _raise_common_error(status, _error_code(body), "list_attempts")
         items = body.get("attempts")
         if not isinstance(items, list):
             raise ProviderUnavailable("list_attempts answer has no attempts list")
@@ -319,17 +319,13 @@ class TwilioVerifyClient:
             raise ProviderRateLimited(reason, SEND_LIMIT_RETRY_AFTER_SECONDS, provider_code=code)
         if code == CONCURRENT_FOR_NUMBER:
             raise ProviderRateLimited(reason, CONCURRENT_RETRY_AFTER_SECONDS, provider_code=code)
-        _raise_common_error(status, code, "start", body)
+        _raise_common_error(status, code, "start")
 
 
-def _raise_common_error(
-    status: int, code: int | None, operation: str, body: dict[str, Any] | None = None
-) -> NoReturn:
+def _raise_common_error(status: int, code: int | None, operation: str) -> NoReturn:
     reason = f"{operation}: HTTP {status}, Twilio code {code}"
     if code in (AUTH_FAILED, CHANNEL_DISABLED, TRIAL_UNVERIFIED_TO) or status == 401:
         raise ProviderMisconfigured(reason, provider_code=code)
-    if body is not None:
-        reason = f"{operation}: {_describe(status, body)}"
     raise _unusable(status, reason, code)
 
 
