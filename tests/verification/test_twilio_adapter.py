@@ -793,6 +793,7 @@ def test_recorded_fixtures_are_twilio_error_bodies() -> None:
         pytest.param(httpx.Response(503, json={"message": "down"}), "503", "503", id="uncoded-5xx"),
         pytest.param(httpx.Response(502, text="Bad Gateway"), "502", "not_json", id="not-json"),
         pytest.param(httpx.Response(502, json=["x"]), "502", "not_json", id="not-an-object"),
+        pytest.param(httpx.Response(400, json={"code": 60999}), "400", "60999", id="coded-400"),
         pytest.param(httpx.ConnectError("refused"), "error", "ConnectError", id="no-connection"),
         pytest.param(httpx.ReadTimeout("slow"), "error", "ReadTimeout", id="read-timeout"),
         pytest.param(
@@ -869,3 +870,16 @@ async def test_a_start_answered_200_with_a_sid_is_started(
     twilio_api.post(START_PATH).mock(return_value=httpx.Response(200, json={"sid": "VE1"}))
 
     assert await adapter.start(start_request()) == StartResult(sid="VE1")
+
+
+async def test_20429_retries_end_with_a_reason_that_names_it(
+    http: httpx.AsyncClient, twilio_api: respx.MockRouter
+) -> None:
+    twilio_api.post(CHECK_PATH).mock(return_value=twilio_error(20429, 429))
+
+    with pytest.raises(ProviderUnavailable) as caught:
+        await make_client(http).check(check_request())
+
+    assert (
+        caught.value.reason == "check: Twilio 20429 too many concurrent requests after 3 attempts"
+    )
