@@ -52,7 +52,7 @@ from app.services.verification.providers.failover import FailoverProvider, Provi
 from app.services.verification.providers.http_client import create_http_client
 from app.services.verification.providers.local_codes import CodeHasher
 from app.services.verification.providers.test_numbers import TestNumberProvider, TestNumbers
-from app.services.verification.providers.twilio import TwilioCredentials, TwilioVerifyClient
+from app.services.verification.providers.twilio import TwilioVerifyClient, credentials_from
 from app.services.verification.providers.vonage import VonageCredentials, VonageVerifyClient
 from app.services.verification.service import Providers, VerificationService
 
@@ -101,18 +101,12 @@ def create_provider(
     """The console provider, or Twilio; None when Twilio is chosen but not configured."""
     if settings.verify_provider == "console":
         return ConsoleVerifyProvider(hasher, settings.verification_code_length)
-    sid, token, service = (
-        settings.twilio_account_sid,
-        settings.twilio_auth_token,
-        settings.twilio_verify_service_sid,
-    )
-    if not (sid and token and token.get_secret_value() and service):
+    credentials = credentials_from(settings)
+    if credentials is None:
         return None
     twilio = TwilioVerifyClient(
         client,
-        TwilioCredentials(
-            account_sid=sid, auth_token=token.get_secret_value(), service_sid=service
-        ),
+        credentials,
         base_url=settings.twilio_verify_base_url,
         max_retries=settings.twilio_max_retries,
         metrics=metrics,

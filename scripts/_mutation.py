@@ -84,6 +84,8 @@ GROUPS: dict[str, Group] = {
             "tests/verification/test_twilio_errors.py",
             "tests/verification/test_app_hash.py",
             "tests/delivery/test_twilio_attempts.py",
+            "tests/verification/test_twilio_not_configured.py",
+            "tests/verification/test_send.py",
         ),
     ),
     # The services are called by the tests of every flow that sends or checks a code:

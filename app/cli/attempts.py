@@ -21,7 +21,11 @@ from app.core.metrics import Metrics
 from app.models.base import utcnow
 from app.services.delivery.service import AttemptsSyncFailed, DeliverySyncService
 from app.services.verification.providers.http_client import create_http_client
-from app.services.verification.providers.twilio import TwilioCredentials, TwilioVerifyClient
+from app.services.verification.providers.twilio import (
+    TwilioCredentials,
+    TwilioVerifyClient,
+    credentials_from,
+)
 
 logger = logging.getLogger("app.cli")
 
@@ -38,26 +42,12 @@ def run(settings: Settings, *, clock: Callable[[], datetime] = utcnow) -> int:
     if settings.verify_provider == "console":
         logger.info("%s", MSG_CONSOLE)
         return 0
-    credentials = _twilio_credentials(settings)
+    credentials = credentials_from(settings)
     if credentials is None:
         logger.info("%s", MSG_NO_TWILIO)
         return 0
     return with_database(
         settings, partial(_sync, settings=settings, credentials=credentials, clock=clock)
-    )
-
-
-def _twilio_credentials(settings: Settings) -> TwilioCredentials | None:
-    """Twilio's three credentials, when all are set."""
-    sid, token, service = (
-        settings.twilio_account_sid,
-        settings.twilio_auth_token,
-        settings.twilio_verify_service_sid,
-    )
-    if not (sid and token and token.get_secret_value() and service):
-        return None
-    return TwilioCredentials(
-        account_sid=sid, auth_token=token.get_secret_value(), service_sid=service
     )
 
 

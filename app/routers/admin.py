@@ -66,6 +66,10 @@ Cursor = Annotated[
     str | None,
     Query(max_length=200, description="`next_cursor` of the previous page; omit for the first"),
 ]
+PhoneQuery = Annotated[
+    str | None,
+    Query(max_length=64, description="E.g. `+996555123456` (URL-encode the `+` as `%2B`)"),
+]
 Limit = Annotated[int, Query(ge=1, le=100, description="Items per page (at most 100)")]
 
 
@@ -114,10 +118,7 @@ async def list_users(
     admin: CurrentAdmin,
     service: AdminServiceDep,
     uow: UnitOfWorkDep,
-    phone: Annotated[
-        str | None,
-        Query(max_length=64, description="E.g. `+996555123456` (URL-encode the `+` as `%2B`)"),
-    ] = None,
+    phone: PhoneQuery = None,
     cursor: Cursor = None,
     limit: Limit = 50,
 ) -> UserPage:
@@ -353,10 +354,7 @@ async def list_verifications(
     admin: CurrentAdmin,
     service: AdminServiceDep,
     uow: UnitOfWorkDep,
-    phone: Annotated[
-        str | None,
-        Query(max_length=64, description="E.g. `+996555123456` (URL-encode the `+` as `%2B`)"),
-    ] = None,
+    phone: PhoneQuery = None,
     user_id: Annotated[
         str | None, Query(max_length=16, description="The user's codes (instead of `phone`)")
     ] = None,

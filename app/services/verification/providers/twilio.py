@@ -20,6 +20,7 @@ from urllib.parse import urlencode
 
 import httpx
 
+from app.core.config import Settings
 from app.core.metrics import Metrics
 from app.core.phone import mask_phone
 from app.services.verification.exceptions import (
@@ -87,6 +88,20 @@ class TwilioCredentials:
     account_sid: str
     auth_token: str
     service_sid: str
+
+
+def credentials_from(settings: Settings) -> TwilioCredentials | None:
+    """Twilio's three credentials from the settings, when all are set."""
+    sid, token, service = (
+        settings.twilio_account_sid,
+        settings.twilio_auth_token,
+        settings.twilio_verify_service_sid,
+    )
+    if not (sid and token and token.get_secret_value() and service):
+        return None
+    return TwilioCredentials(
+        account_sid=sid, auth_token=token.get_secret_value(), service_sid=service
+    )
 
 
 class _Retryable(Exception):
