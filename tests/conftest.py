@@ -25,7 +25,8 @@ import redis.asyncio as redis
 import respx
 from alembic.config import Config
 from fastapi import FastAPI
-from sqlalchemy import delete
+from sqlalchemy import delete, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from alembic import command
@@ -68,6 +69,24 @@ def alembic_config(url: str) -> Config:
     config.set_main_option("sqlalchemy.url", url)
     config.attributes["configure_logger"] = False
     return config
+
+
+@pytest.fixture
+async def empty_database(database_url: str, tmp_path: Path) -> AsyncIterator[str]:
+    """A database with no tables, of the kind the tests run on."""
+    if not database_url.startswith("postgresql"):
+        yield f"sqlite+aiosqlite:///{tmp_path / 'migrations.db'}"
+        return
+    name = f"migrations_{uuid.uuid4().hex[:12]}"
+    server = create_async_engine(database_url, isolation_level="AUTOCOMMIT")
+    try:
+        async with server.connect() as connection:
+            await connection.execute(text(f'CREATE DATABASE "{name}"'))
+        yield make_url(database_url).set(database=name).render_as_string(hide_password=False)
+        async with server.connect() as connection:
+            await connection.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+    finally:
+        await server.dispose()
 
 
 @pytest.fixture(scope="session")

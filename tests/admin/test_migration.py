@@ -5,17 +5,12 @@ its own), and the schema at head is the models'."""
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
-import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, bindparam, inspect, text
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from alembic import command
@@ -27,24 +22,6 @@ NEW_COLUMNS = {
     "users": {"roles", "disabled_at", "disabled_reason"},
     "auth_events": {"actor_id", "details"},
 }
-
-
-@pytest.fixture
-async def empty_database(database_url: str, tmp_path: Path) -> AsyncIterator[str]:
-    """A database with no tables, of the kind the tests run on."""
-    if not database_url.startswith("postgresql"):
-        yield f"sqlite+aiosqlite:///{tmp_path / 'migrations.db'}"
-        return
-    name = f"migrations_{uuid.uuid4().hex[:12]}"
-    server = create_async_engine(database_url, isolation_level="AUTOCOMMIT")
-    try:
-        async with server.connect() as connection:
-            await connection.execute(text(f'CREATE DATABASE "{name}"'))
-        yield make_url(database_url).set(database=name).render_as_string(hide_password=False)
-        async with server.connect() as connection:
-            await connection.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-    finally:
-        await server.dispose()
 
 
 def _columns(connection: Connection) -> dict[str, set[str]]:
