@@ -124,6 +124,29 @@ async def test_start_posts_json_to_v2_verify_with_basic_auth(
     }
 
 
+@pytest.mark.parametrize("base_url", ["https://proxy.test/vonage", "https://proxy.test/vonage/"])
+async def test_the_urls_go_under_the_base_url_as_given(
+    http: httpx.AsyncClient, base_url: str
+) -> None:
+    with respx.mock(base_url="https://proxy.test/vonage", assert_all_called=True) as proxy:
+        start = proxy.post("/v2/verify").mock(return_value=started())
+        check = proxy.post(f"/v2/verify/{REQUEST_ID}").mock(return_value=completed())
+        cancel = proxy.delete(f"/v2/verify/{REQUEST_ID}").mock(return_value=httpx.Response(204))
+        adapter = VonageVerifyClient(
+            http,
+            VonageCredentials(API_KEY, API_SECRET),
+            brand=BRAND,
+            code_length=6,
+            base_url=base_url,
+        )
+        await adapter.start(start_request())
+        await adapter.check(check_request())
+        await adapter.cancel(REQUEST_ID)
+    assert start.calls.last.request.url == "https://proxy.test/vonage/v2/verify"
+    assert check.calls.last.request.url == f"https://proxy.test/vonage/v2/verify/{REQUEST_ID}"
+    assert cancel.call_count == 1
+
+
 async def test_an_app_hash_goes_with_the_sms_step(
     adapter: VonageVerifyClient, vonage_api: respx.MockRouter
 ) -> None:

@@ -76,8 +76,8 @@ RETRY_BASE_DELAY_SECONDS = 0.2
 
 
 def vonage_locale(language: str) -> str | None:
-    """Vonage's locale for a market's language (`ru` → `ru-ru`); None leaves Vonage's
-    default (`en-us`)."""
+    """Vonage's locale for a market's language (`ru` → `ru-ru`); None lets Vonage pick
+    one from the number's prefix."""
     lowered = language.lower()
     if "-" in lowered:
         return lowered
