@@ -128,6 +128,7 @@ def create_vonage_provider(
         code_length=settings.verification_code_length,
         base_url=settings.vonage_base_url,
         max_retries=settings.twilio_max_retries,
+        whatsapp_from=settings.vonage_whatsapp_from,
         metrics=metrics,
     )
     return _with_breaker(vonage, settings, metrics, clocks)

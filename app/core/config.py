@@ -233,6 +233,8 @@ class Settings(BaseSettings):
     # Vonage shows the brand in the message ("Your <brand> code is …").
     vonage_brand: str = Field(default="Phone Auth", min_length=1, max_length=16)
     vonage_base_url: str = Field(default="https://api.nexmo.com", pattern=r"^https?://")
+    # Vonage sends WhatsApp codes only from the account's own WhatsApp Business number.
+    vonage_whatsapp_from: str | None = Field(default=None, pattern=r"^\+?[1-9][0-9]{6,14}$")
 
     markets: Annotated[dict[str, MarketSettings], NoDecode] = Field(
         default_factory=lambda: dict(DEFAULT_MARKETS)

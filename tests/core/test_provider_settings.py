@@ -31,6 +31,8 @@ def test_defaults_keep_twilio_alone_at_the_markets_price() -> None:
     assert loaded.markets["KG"].price_for("vonage") == 0.15  # one price for every provider
     assert loaded.vonage_base_url == "https://api.nexmo.com"
     assert loaded.vonage_brand == "Phone Auth"
+    assert loaded.vonage_whatsapp_from is None
+    assert settings(vonage_whatsapp_from="+996700000000").vonage_whatsapp_from == "+996700000000"
     assert not loaded.vonage_configured
 
 
@@ -81,7 +83,14 @@ def test_bad_orders_and_prices_are_refused_at_start(market: dict[str, Any], comp
 
 @pytest.mark.parametrize(
     "values",
-    [{"vonage_brand": ""}, {"vonage_brand": "x" * 17}, {"vonage_base_url": "api.nexmo.com"}],
+    [
+        {"vonage_brand": ""},
+        {"vonage_brand": "x" * 17},
+        {"vonage_base_url": "api.nexmo.com"},
+        {"vonage_whatsapp_from": "Marketplace"},
+        {"vonage_whatsapp_from": "12345"},
+        {"vonage_whatsapp_from": "+0996700000000"},
+    ],
 )
 def test_bad_vonage_settings_are_refused(values: dict[str, Any]) -> None:
     with pytest.raises(ValidationError):

@@ -11,6 +11,7 @@ import asyncio
 import logging
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import parse_qsl
 
 import httpx
 import pytest
@@ -30,8 +31,19 @@ from tests.helpers import (
     verifications,
 )
 from tests.ops.conftest import parse_metrics, sample
-from tests.twilio_fixtures import START_PATH, StatefulTwilio, twilio_error
-from tests.vonage_fixtures import VONAGE, VONAGE_BASE_URL, StatefulVonage, answer, markets
+from tests.twilio_fixtures import START_PATH, StatefulTwilio, basic_auth, twilio_error
+from tests.vonage_fixtures import (
+    API_KEY,
+    API_SECRET,
+    REQUEST_PATH,
+    VONAGE,
+    VONAGE_BASE_URL,
+    StatefulVonage,
+    answer,
+    load,
+    markets,
+    payload,
+)
 
 CODE = "480913"
 US_NUMBERS = iter(range(100, 10_000))
@@ -143,9 +155,11 @@ async def test_the_answer_does_not_say_which_provider_sent(
         httpx.ConnectError("connection refused"),
         twilio_error(20003, 401, "Authenticate"),
         twilio_error(20404, 404, "The requested resource was not found"),
+        twilio_error(60223, 400, "Delivery channel disabled"),
+        twilio_error(21608, 400, "The number is unverified"),
         twilio_error(20429, 429, "Too many requests"),
     ],
-    ids=["500", "503", "timeout", "unreachable", "20003", "20404", "20429"],
+    ids=["500", "503", "timeout", "unreachable", "20003", "20404", "60223", "21608", "20429"],
 )
 async def test_twilio_failing_sends_through_vonage_and_checks_there(
     client_for: ClientFactory,
@@ -209,11 +223,19 @@ async def test_a_hanging_twilio_fails_over_at_its_deadline(
     [
         (httpx.Response(500), 1),
         (httpx.ConnectError("connection refused"), 1),
+        (httpx.ReadTimeout("no answer"), 1),
         (answer("error_401_unauthorized", 401), 1),
         (answer("error_403_forbidden", 403), 1),
+        (
+            httpx.Response(
+                402, json={"type": "https://developer.nexmo.com/api-errors#low-balance"}
+            ),
+            1,
+        ),
+        (answer("error_422_invalid_sender", 422), 1),
         (answer("error_429_throttled", 429), 2),  # retried once (twilio_max_retries=1)
     ],
-    ids=["500", "unreachable", "401", "403", "throttled"],
+    ids=["500", "unreachable", "timeout", "401", "403", "402-balance", "422-setup", "throttled"],
 )
 async def test_vonage_failing_sends_kg_through_twilio(
     client_for: ClientFactory,
@@ -265,10 +287,39 @@ async def test_vonage_failing_sends_kg_through_twilio(
                 "Please contact support.",
             },
         ),
+        (
+            twilio_error(60200, 400, "Invalid parameter: To"),
+            400,
+            {"phone": ["Enter a valid phone number."]},
+        ),
+        (
+            twilio_error(21614, 400, "'To' number is not a valid mobile number"),
+            400,
+            {"phone": ["This phone number cannot receive SMS."]},
+        ),
+        (
+            twilio_error(21408, 400, "Permission to send an SMS has not been enabled"),
+            400,
+            {"phone": ["Phone numbers from this country are not supported."]},
+        ),
+        (twilio_error(60412, 403, "Suspected fraudulent sign-up"), 403, None),
         (twilio_error(60203, 429, "Max send attempts reached"), 429, None),
+        (twilio_error(60212, 429, "Too many concurrent requests for phone number"), 429, None),
         (twilio_error(60999, 400, "Something new"), 502, None),
     ],
-    ids=["invalid", "landline", "geo", "fraud-guard", "send-limit", "unmapped-4xx"],
+    ids=[
+        "invalid",
+        "landline",
+        "geo",
+        "fraud-guard",
+        "invalid-parameter",
+        "not-mobile",
+        "geo-permission",
+        "suspected-fraud",
+        "send-limit",
+        "concurrent",
+        "unmapped-4xx",
+    ],
 )
 async def test_answers_about_the_number_stand_and_never_reach_vonage(
     client_for: ClientFactory,
@@ -290,15 +341,53 @@ async def test_answers_about_the_number_stand_and_never_reach_vonage(
     assert await verifications(db_engine) == []
 
 
-async def test_vonage_refusing_the_number_does_not_reach_twilio(
-    client_for: ClientFactory, vonage_api: respx.MockRouter, fake_twilio: StatefulTwilio
+@pytest.mark.parametrize(
+    ("failure", "status", "body", "starts"),
+    [
+        (
+            answer("error_422_invalid_number", 422),
+            400,
+            {"phone": ["Enter a valid phone number."]},
+            1,
+        ),
+        (
+            answer("error_403_forbidden", 403, detail="Request blocked by the fraud check."),
+            403,
+            {
+                "success": False,
+                "detail": "We cannot send a verification code to this phone number. "
+                "Please contact support.",
+            },
+            1,
+        ),
+        # A verification to the number stays in progress after the older one was
+        # cancelled: the number's own limit, started again once only.
+        (answer("error_409_conflict", 409), 429, None, 2),
+    ],
+    ids=["invalid-number", "fraud-check", "conflict-stays"],
+)
+async def test_vonages_answers_about_the_number_stand_and_never_reach_twilio(
+    client_for: ClientFactory,
+    vonage_api: respx.MockRouter,
+    fake_twilio: StatefulTwilio,
+    db_engine: AsyncEngine,
+    failure: httpx.Response,
+    status: int,
+    body: dict[str, Any] | None,
+    starts: int,
 ) -> None:
-    vonage_api.post("/v2/verify").mock(return_value=answer("error_422_invalid_number", 422))
+    refusing = vonage_api.post("/v2/verify").mock(return_value=failure)
+    vonage_api.delete(path__regex=REQUEST_PATH).mock(return_value=httpx.Response(204))
     async with client_for(**ROUTED) as client:
         refused = await send(client, new_phone())
-    assert refused.status_code == 400
-    assert refused.json() == {"phone": ["Enter a valid phone number."]}
+    assert refused.status_code == status, refused.text
+    if body is not None:
+        assert refused.json() == body
+    if status == 429:
+        assert refused.headers["retry-after"] == "5"
+    assert refusing.call_count == starts
     assert fake_twilio.start_route.call_count == 0
+    assert await verifications(db_engine) == []
 
 
 async def test_every_provider_failing_answers_502_and_stores_nothing(
@@ -341,6 +430,29 @@ async def test_an_open_circuit_goes_straight_to_the_next_provider(
     assert ready.json()["providers"] == {"twilio": "circuit open", "vonage": "ok"}
     assert sample(metrics, "phone_auth_provider_circuit_open", provider="twilio") == 1
     assert sample(metrics, "phone_auth_provider_circuit_open", provider="vonage") == 0
+
+
+async def test_an_open_vonage_circuit_sends_kg_through_twilio(
+    client_for: ClientFactory,
+    vonage_api: respx.MockRouter,
+    fake_twilio: StatefulTwilio,
+    clock: FakeClock,
+) -> None:
+    down = vonage_api.post("/v2/verify").mock(return_value=httpx.Response(503))
+    async with client_for(clocks=Clocks(monotonic=clock), twilio_circuit_failures=1, **ROUTED) as c:
+        phones = [new_phone() for _ in range(3)]
+        for phone in phones:
+            assert (await send(c, phone)).status_code == 200
+        assert (await verify(c, phones[-1])).status_code == 200
+        ready = await c.get("/readyz")
+        metrics = parse_metrics((await c.get("/metrics")).text)
+    assert down.call_count == 1, "Vonage's circuit opened after its first failure"
+    assert fake_twilio.start_route.call_count == 3
+    assert ready.status_code == 200
+    assert ready.json()["providers"] == {"twilio": "ok", "vonage": "circuit open"}
+    assert sample(metrics, "phone_auth_provider_circuit_open", provider="vonage") == 1
+    failovers = "phone_auth_provider_failovers_total"
+    assert sample(metrics, failovers, market="KG", provider="vonage", next_provider="twilio") == 3
 
 
 # --- stopping a provider -------------------------------------------------------------------
@@ -493,3 +605,63 @@ async def test_vonage_calls_are_measured_per_provider(
     assert sample(metrics, latency, provider="twilio", operation="start", status="201") == 1
     spend = "phone_auth_sms_spend_usd_total"
     assert sample(metrics, spend, market="KG", provider="twilio") == pytest.approx(0.15)
+
+
+async def test_the_settings_reach_vonage_on_the_wire(
+    client_for: ClientFactory, vonage_api: respx.MockRouter, fake_twilio: StatefulTwilio
+) -> None:
+    code = "48091375"
+    fake = StatefulVonage(vonage_api, code)
+    phone = new_phone()
+    settings = {
+        **ROUTED,
+        "vonage_brand": "Bazaar",
+        "verification_code_length": 8,
+        "vonage_whatsapp_from": "+996700000000",
+    }
+    async with client_for(**settings) as client:
+        sent = await client.post(SEND, json={"phone": phone, "channel": "whatsapp"})
+        assert sent.status_code == 200, sent.text
+        assert (await verify(client, phone, code)).status_code == 200
+
+    start = fake.start_route.calls.last.request
+    assert start.url == f"{VONAGE_BASE_URL}/v2/verify"
+    assert basic_auth(start) == (API_KEY, API_SECRET)
+    assert payload(start) == {
+        "brand": "Bazaar",
+        "locale": "ru-ru",
+        "code_length": 8,
+        "workflow": [
+            {"channel": "whatsapp", "to": phone.removeprefix("+"), "from": "996700000000"}
+        ],
+    }
+    [request_id] = fake.status
+    check = fake.check_route.calls.last.request
+    assert check.url == f"{VONAGE_BASE_URL}/v2/verify/{request_id}"
+    assert basic_auth(check) == (API_KEY, API_SECRET)
+    assert payload(check) == {"code": code}
+    assert fake_twilio.start_route.call_count == 0
+
+
+async def test_a_whatsapp_send_vonage_refuses_for_want_of_a_sender_goes_to_twilio(
+    client_for: ClientFactory,
+    vonage_api: respx.MockRouter,
+    fake_twilio: StatefulTwilio,
+    db_engine: AsyncEngine,
+) -> None:
+    """Vonage sends WhatsApp only from the account's own business number: without
+    VONAGE_WHATSAPP_FROM it answers 422 (invalid parameters, the number not among them)."""
+    refusal = load("error_422_invalid_number")
+    del refusal["invalid_parameters"]
+    refusing = vonage_api.post("/v2/verify").mock(return_value=httpx.Response(422, json=refusal))
+    phone = new_phone()
+    async with client_for(**ROUTED) as client:
+        sent = await client.post(SEND, json={"phone": phone, "channel": "whatsapp"})
+        assert sent.status_code == 200, sent.text
+        assert sent.json()["channel"] == "whatsapp"
+        assert (await verify(client, phone)).status_code == 200
+    assert "from" not in payload(refusing.calls.last.request)["workflow"][0]
+    assert refusing.call_count == 1
+    [twilio_start] = fake_twilio.start_route.calls
+    assert dict(parse_qsl(twilio_start.request.content.decode()))["Channel"] == "whatsapp"
+    assert await providers_of(db_engine) == {phone: "twilio"}

@@ -71,7 +71,9 @@ def vonage_api() -> Iterator[respx.MockRouter]:
         yield router
 
 
-def make_client(http: httpx.AsyncClient, *, max_retries: int = 2) -> VonageVerifyClient:
+def make_client(
+    http: httpx.AsyncClient, *, max_retries: int = 2, whatsapp_from: str | None = None
+) -> VonageVerifyClient:
     return VonageVerifyClient(
         http,
         VonageCredentials(API_KEY, API_SECRET),
@@ -80,6 +82,7 @@ def make_client(http: httpx.AsyncClient, *, max_retries: int = 2) -> VonageVerif
         base_url=VONAGE_BASE_URL,
         max_retries=max_retries,
         retry_base_delay=0,
+        whatsapp_from=whatsapp_from,
     )
 
 
@@ -121,6 +124,29 @@ async def test_start_posts_json_to_v2_verify_with_basic_auth(
     }
 
 
+@pytest.mark.parametrize("base_url", ["https://proxy.test/vonage", "https://proxy.test/vonage/"])
+async def test_the_urls_go_under_the_base_url_as_given(
+    http: httpx.AsyncClient, base_url: str
+) -> None:
+    with respx.mock(base_url="https://proxy.test/vonage", assert_all_called=True) as proxy:
+        start = proxy.post("/v2/verify").mock(return_value=started())
+        check = proxy.post(f"/v2/verify/{REQUEST_ID}").mock(return_value=completed())
+        cancel = proxy.delete(f"/v2/verify/{REQUEST_ID}").mock(return_value=httpx.Response(204))
+        adapter = VonageVerifyClient(
+            http,
+            VonageCredentials(API_KEY, API_SECRET),
+            brand=BRAND,
+            code_length=6,
+            base_url=base_url,
+        )
+        await adapter.start(start_request())
+        await adapter.check(check_request())
+        await adapter.cancel(REQUEST_ID)
+    assert start.calls.last.request.url == "https://proxy.test/vonage/v2/verify"
+    assert check.calls.last.request.url == f"https://proxy.test/vonage/v2/verify/{REQUEST_ID}"
+    assert cancel.call_count == 1
+
+
 async def test_an_app_hash_goes_with_the_sms_step(
     adapter: VonageVerifyClient, vonage_api: respx.MockRouter
 ) -> None:
@@ -144,6 +170,22 @@ async def test_channels_are_vonages_names(
     body = payload(route.calls.last.request)
     assert body["workflow"] == [{"channel": sent, "to": "14155552671"}]
     assert body["locale"] == "en-us"
+
+
+async def test_a_whatsapp_step_comes_from_the_business_number(
+    http: httpx.AsyncClient, vonage_api: respx.MockRouter
+) -> None:
+    route = vonage_api.post(START_PATH).mock(return_value=started())
+    adapter = make_client(http, whatsapp_from="+996700000000")
+
+    await adapter.start(start_request(channel="whatsapp"))
+    await adapter.start(start_request(channel="sms"))
+
+    first, second = (payload(call.request)["workflow"] for call in route.calls)
+    assert first == [
+        {"channel": "whatsapp", "to": KG_PHONE.removeprefix("+"), "from": "996700000000"}
+    ]
+    assert second == [{"channel": "sms", "to": KG_PHONE.removeprefix("+")}]
 
 
 def test_locales_are_language_and_region() -> None:
@@ -287,12 +329,26 @@ async def test_invalid_number_is_a_400_on_phone(
     assert KG_PHONE.removeprefix("+") not in caplog.text
 
 
-async def test_other_invalid_parameters_are_a_502_naming_vonages_error(
+async def test_other_invalid_parameters_are_our_setup_naming_vonages_error(
     adapter: VonageVerifyClient, vonage_api: respx.MockRouter
 ) -> None:
+    """The brand, the locale, the sender: the deployment's, not the person's number."""
     vonage_api.post(START_PATH).mock(return_value=answer("error_422_invalid_sender", 422))
+    with pytest.raises(ProviderMisconfigured) as raised:
+        await adapter.start(start_request(channel="whatsapp"))
+    assert raised.value.status_code == 503
+    assert raised.value.provider_code == 422
+    assert raised.value.reason == "start: HTTP 422, Vonage invalid-param (Invalid sender)"
+
+
+async def test_an_unmapped_refusal_of_a_check_is_a_502(
+    adapter: VonageVerifyClient, vonage_api: respx.MockRouter
+) -> None:
+    vonage_api.post(path__regex=REQUEST_PATH).mock(
+        return_value=answer("error_422_invalid_sender", 422)
+    )
     with pytest.raises(ProviderRefusedRequest) as raised:
-        await adapter.start(start_request())
+        await adapter.check(check_request())
     assert raised.value.status_code == 502
     assert "invalid-param" in raised.value.reason
 

@@ -6,7 +6,8 @@ Vonage's API reference and SDKs; the recorded examples are in
 
 - `POST /v2/verify` answers 202 `{"request_id"}`; 409 when a verification to the
   number is in progress (its `request_id` in the body), 422 for invalid parameters
-  (the number among them), 401/402/403 for the account, 429 when throttled.
+  (the number among them), 401/402/403 for the account, 429 when throttled. A
+  WhatsApp step must name the account's WhatsApp Business number in `from`.
 - `POST /v2/verify/{request_id}` with `{"code"}` answers 200 `{"status":
   "completed"}`; 400 a wrong code, 404 unknown, expired or already verified, 409 no
   code expected at this step, 410 too many wrong codes.
@@ -75,8 +76,8 @@ RETRY_BASE_DELAY_SECONDS = 0.2
 
 
 def vonage_locale(language: str) -> str | None:
-    """Vonage's locale for a market's language (`ru` → `ru-ru`); None leaves Vonage's
-    default (`en-us`)."""
+    """Vonage's locale for a market's language (`ru` → `ru-ru`); None lets Vonage pick
+    one from the number's prefix."""
     lowered = language.lower()
     if "-" in lowered:
         return lowered
@@ -110,6 +111,7 @@ class VonageVerifyClient:
         base_url: str,
         max_retries: int = 2,
         retry_base_delay: float = RETRY_BASE_DELAY_SECONDS,
+        whatsapp_from: str | None = None,
         metrics: Metrics | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         jitter: Callable[[], float] = random.random,
@@ -117,6 +119,7 @@ class VonageVerifyClient:
         self._client = client
         self._brand = brand
         self._code_length = code_length
+        self._whatsapp_from = whatsapp_from.removeprefix("+") if whatsapp_from else None
         self._metrics = metrics
         self._sleep = sleep
         self._jitter = jitter
@@ -143,6 +146,8 @@ class VonageVerifyClient:
         }
         if request.app_hash and step["channel"] == "sms":
             step["app_hash"] = request.app_hash  # Android's SMS Retriever reads the code
+        if step["channel"] == "whatsapp" and self._whatsapp_from:
+            step["from"] = self._whatsapp_from  # the account's WhatsApp Business number
         body: dict[str, Any] = {
             "brand": self._brand,
             "code_length": self._code_length,
@@ -279,9 +284,14 @@ class VonageVerifyClient:
             raise ProviderRateLimited(reason, CONCURRENT_RETRY_AFTER_SECONDS, provider_code=status)
         if status == 403 and "fraud" in _text(answer):
             raise ProviderBlocked(reason, provider_code=status)
-        if status == 422 and _about_the_number(answer):
-            logger.info("Vonage refused %s: %s", mask_phone(phone), reason)
-            raise ProviderRejectedNumber(reason, NumberProblem.INVALID, provider_code=status)
+        if status == 422:
+            if _about_the_number(answer):
+                logger.info("Vonage refused %s: %s", mask_phone(phone), reason)
+                raise ProviderRejectedNumber(reason, NumberProblem.INVALID, provider_code=status)
+            # Every other parameter is the deployment's (brand, locale, code length, the
+            # WhatsApp sender): our setup at Vonage is wrong, as a disabled channel at
+            # Twilio is, and the next provider may send.
+            raise ProviderMisconfigured(reason, provider_code=status)
         _raise_common_error(status, answer, "start")
 
 
