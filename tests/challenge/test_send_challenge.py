@@ -27,9 +27,21 @@ from tests.challenge.support import (
     siteverify_form,
 )
 from tests.conftest import ClientFactory
-from tests.helpers import KG_PHONE, SEND, Records, new_phone, verifications
+from tests.helpers import (
+    CODE,
+    KG_PHONE,
+    SEND,
+    US_PHONE,
+    VERIFY,
+    Records,
+    bearer,
+    new_phone,
+    verifications,
+)
 from tests.ops.conftest import parse_metrics, sample
-from tests.twilio_fixtures import form, mock_start
+from tests.twilio_fixtures import form, mock_approving, mock_start
+
+CHANGE_SEND = "/api/v1/users/me/phone/send-verification"
 
 ALWAYS = captcha(captcha_mode="always")
 
@@ -461,3 +473,42 @@ async def test_a_token_that_is_not_a_token_is_refused_on_its_field(
     assert (response.status_code, response.json()) == (400, {"captcha_token": [message]})
     assert not start.called
     assert not siteverify.called
+
+
+async def test_a_number_changes_send_needs_the_challenge_as_a_logins_does(
+    client_for: ClientFactory, twilio: respx.MockRouter
+) -> None:
+    """The number change's send is a login's send: a bot with a fresh login cannot text
+    codes to numbers of its choice past the challenge."""
+    start, _ = mock_approving(twilio)
+    siteverify = twilio.post(TURNSTILE_URL).mock(
+        side_effect=[passed(), rejected("timeout-or-duplicate"), passed()]
+    )
+    phone = new_phone()
+
+    async with client_for(**ALWAYS) as client:
+        sent = await client.post(SEND, json={"phone": phone, "captcha_token": TOKEN})
+        assert sent.status_code == 200, sent.text
+        verified = await client.post(VERIFY, json={"phone": phone, "verification_code": CODE})
+        assert verified.status_code == 200, verified.text
+        auth = bearer(verified.json()["access_token"])
+        without = await client.post(CHANGE_SEND, json={"phone": US_PHONE}, headers=auth)
+        reused = await client.post(
+            CHANGE_SEND, json={"phone": US_PHONE, "captcha_token": TOKEN}, headers=auth
+        )
+        passed_ = await client.post(
+            CHANGE_SEND, json={"phone": US_PHONE, "captcha_token": "0.fresh"}, headers=auth
+        )
+
+    assert (without.status_code, without.json()) == (400, REQUIRED)
+    assert (reused.status_code, reused.json()) == (400, FAILED)
+    assert passed_.status_code == 200, passed_.text
+    assert passed_.json()["phone"] == US_PHONE
+    assert [form(call.request)["To"] for call in start.calls] == [phone, US_PHONE]
+    assert siteverify.call_count == 3
+    assert siteverify_form(siteverify.calls.last.request) == {
+        "secret": SECRET,
+        "response": "0.fresh",
+        "remoteip": "127.0.0.1",
+        "idempotency_key": siteverify_form(siteverify.calls.last.request)["idempotency_key"],
+    }
