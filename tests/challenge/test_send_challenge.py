@@ -148,6 +148,43 @@ async def test_hcaptcha_and_recaptcha_get_their_own_form_at_their_own_url(
     }
 
 
+@pytest.mark.parametrize(
+    ("provider", "url", "score", "status"),
+    [
+        pytest.param("recaptcha", RECAPTCHA_URL, 0.3, 400, id="recaptcha-v3-low"),
+        pytest.param("recaptcha", RECAPTCHA_URL, 0.5, 200, id="recaptcha-v3-threshold"),
+        pytest.param("recaptcha", RECAPTCHA_URL, 0.9, 200, id="recaptcha-v3-high"),
+        # hCaptcha Enterprise's score is a risk (high: a bot): not read.
+        pytest.param("hcaptcha", HCAPTCHA_URL, 0.1, 200, id="hcaptcha-risk-score"),
+    ],
+)
+async def test_a_recaptcha_v3_token_scored_as_a_bot_is_not_passed(
+    client_for: ClientFactory,
+    twilio: respx.MockRouter,
+    app_logs: Records,
+    provider: str,
+    url: str,
+    score: float,
+    status: int,
+) -> None:
+    start = mock_start(twilio)
+    answer = {"success": True, "score": score, "action": "login", "hostname": "shop.example"}
+    twilio.post(url).mock(return_value=httpx.Response(200, json=answer))
+
+    async with client_for(**captcha(provider, captcha_mode="always")) as client:
+        response = await client.post(SEND, json={"phone": KG_PHONE, "captcha_token": TOKEN})
+        metrics = parse_metrics((await client.get("/metrics")).text)
+
+    assert response.status_code == status, response.text
+    assert start.call_count == (status == 200)
+    outcome = "passed" if status == 200 else "failed"
+    assert sample(metrics, "phone_auth_challenges_total", outcome=outcome, reason="always") == 1.0
+    if status == 400:
+        assert response.json() == FAILED
+        [line] = app_logs.at(logging.INFO, "app.services.challenge")
+        assert "Challenge not passed (score 0.3 below 0.5)" in line
+
+
 async def test_the_verify_url_setting_points_the_check_elsewhere(
     client_for: ClientFactory, twilio: respx.MockRouter
 ) -> None:
