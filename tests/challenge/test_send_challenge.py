@@ -3,7 +3,9 @@ the provider down; siteverify mocked with respx at the HTTP boundary."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 import uuid
 
 import httpx
@@ -11,6 +13,8 @@ import pytest
 import respx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.core.config import CaptchaProvider
+from app.services.challenge.siteverify import NoVerdict, SiteverifyClient
 from tests.challenge.support import (
     FAILED,
     HCAPTCHA_URL,
@@ -99,6 +103,54 @@ async def test_a_passed_turnstile_token_sends_the_code(
     assert uuid.UUID(sent["idempotency_key"]).version == 4
     [row] = await verifications(db_engine)
     assert row.status == "pending"
+
+
+async def test_the_check_goes_through_the_shared_client_with_a_short_timeout(
+    client_for: ClientFactory, twilio: respx.MockRouter
+) -> None:
+    """The service's one HTTP client (its User-Agent), with the check's own timeouts
+    rather than Twilio's longer ones."""
+    mock_start(twilio)
+    siteverify = twilio.post(TURNSTILE_URL).mock(return_value=passed())
+
+    async with client_for(
+        **ALWAYS, twilio_connect_timeout_seconds=9.0, twilio_read_timeout_seconds=30.0
+    ) as client:
+        response = await client.post(SEND, json={"phone": KG_PHONE, "captcha_token": TOKEN})
+
+    assert response.status_code == 200, response.text
+    request = siteverify.calls.last.request
+    assert request.headers["user-agent"] == "phone-auth/0.1"
+    assert request.extensions["timeout"] == {
+        "connect": 2.0,
+        "read": 3.0,
+        "write": 3.0,
+        "pool": 3.0,
+    }
+
+
+async def test_a_check_without_an_answer_in_time_has_no_verdict() -> None:
+    """However the attempts' timeouts add up, a check gives up at its deadline."""
+
+    async def slow(request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(5)
+        return passed()
+
+    with respx.mock(assert_all_called=False) as router:
+        router.post(TURNSTILE_URL).mock(side_effect=slow)
+        async with httpx.AsyncClient() as http:
+            checker = SiteverifyClient(
+                http,
+                provider=CaptchaProvider.TURNSTILE,
+                url=TURNSTILE_URL,
+                secret=SECRET,
+                deadline_seconds=0.05,
+            )
+            started = time.monotonic()
+            with pytest.raises(NoVerdict, match=r"no answer within 0\.05s"):
+                await checker.verify(TOKEN, "203.0.113.7")
+
+    assert time.monotonic() - started < 1
 
 
 async def test_each_check_has_its_own_idempotency_key(
