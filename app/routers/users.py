@@ -127,7 +127,8 @@ PHONE_IN_USE = error_response(
     summary="Send a code to a new number",
     description="The first step of changing the current user's number: sends a code to "
     "the new `phone`, with the same validation, markets, channels, limits and bodies as "
-    "`/api/v1/auth/send-verification`. The code only changes this user's number at "
+    "`/api/v1/auth/send-verification`, the bot challenge (`captcha_token`) included. "
+    "The code only changes this user's number at "
     "`/api/v1/users/me/phone/verify`; it never logs in. Needs a recent login "
     "(`RECENT_LOGIN_SECONDS`).",
     response_model=SendVerificationResponse,
@@ -137,7 +138,9 @@ PHONE_IN_USE = error_response(
         400: error_response(
             BadRequestBody,
             "Invalid phone number, unsupported country, a number that cannot take SMS, "
-            "or the user's own number",
+            "or the user's own number; a send that needs a challenge and has no "
+            "`captcha_token`, or one that was not passed; an `app_hash` that is malformed "
+            "or not with the `sms` channel",
             {"phone": [MSG_SAME_PHONE]},
         ),
         403: error_response(
@@ -157,7 +160,13 @@ async def send_phone_change_verification(
 ) -> SendVerificationResponse:
     """Send a number-change code to the new number."""
     sent = await phone_change.send_code(
-        uow, auth.user, payload.phone, payload.channel, client_ip, app_hash=payload.app_hash
+        uow,
+        auth.user,
+        payload.phone,
+        payload.channel,
+        client_ip,
+        captcha_token=payload.captcha_token,
+        app_hash=payload.app_hash,
     )
     return SendVerificationResponse.sent(sent.phone, sent.market, sent.channel)
 

@@ -22,7 +22,8 @@ from app.schemas.users import UserOut
 
 
 class CodeDeliveryRequest(RequestBody):
-    """Ask for a code to be sent to `phone`."""
+    """Ask for a code to be sent to `phone`: past the bot challenge when the send needs
+    one."""
 
     model_config = ConfigDict(json_schema_extra={"examples": [{"phone": "+996555123456"}]})
 
@@ -33,12 +34,11 @@ class CodeDeliveryRequest(RequestBody):
         "(by default KG: sms, whatsapp; US: sms, call).",
     )
     app_hash: AppHashInput = None
+    captcha_token: CaptchaTokenInput = None
 
 
 class SendVerificationRequest(CodeDeliveryRequest):
     """Ask for a login code to be sent to `phone`."""
-
-    captcha_token: CaptchaTokenInput = None
 
 
 class SendVerificationResponse(BaseModel):

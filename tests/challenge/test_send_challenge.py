@@ -3,7 +3,9 @@ the provider down; siteverify mocked with respx at the HTTP boundary."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 import uuid
 
 import httpx
@@ -11,6 +13,8 @@ import pytest
 import respx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.core.config import CaptchaProvider
+from app.services.challenge.siteverify import NoVerdict, SiteverifyClient
 from tests.challenge.support import (
     FAILED,
     HCAPTCHA_URL,
@@ -27,9 +31,21 @@ from tests.challenge.support import (
     siteverify_form,
 )
 from tests.conftest import ClientFactory
-from tests.helpers import KG_PHONE, SEND, Records, new_phone, verifications
+from tests.helpers import (
+    CODE,
+    KG_PHONE,
+    SEND,
+    US_PHONE,
+    VERIFY,
+    Records,
+    bearer,
+    new_phone,
+    verifications,
+)
 from tests.ops.conftest import parse_metrics, sample
-from tests.twilio_fixtures import form, mock_start
+from tests.twilio_fixtures import form, mock_approving, mock_start
+
+CHANGE_SEND = "/api/v1/users/me/phone/send-verification"
 
 ALWAYS = captcha(captcha_mode="always")
 
@@ -89,6 +105,54 @@ async def test_a_passed_turnstile_token_sends_the_code(
     assert row.status == "pending"
 
 
+async def test_the_check_goes_through_the_shared_client_with_a_short_timeout(
+    client_for: ClientFactory, twilio: respx.MockRouter
+) -> None:
+    """The service's one HTTP client (its User-Agent), with the check's own timeouts
+    rather than Twilio's longer ones."""
+    mock_start(twilio)
+    siteverify = twilio.post(TURNSTILE_URL).mock(return_value=passed())
+
+    async with client_for(
+        **ALWAYS, twilio_connect_timeout_seconds=9.0, twilio_read_timeout_seconds=30.0
+    ) as client:
+        response = await client.post(SEND, json={"phone": KG_PHONE, "captcha_token": TOKEN})
+
+    assert response.status_code == 200, response.text
+    request = siteverify.calls.last.request
+    assert request.headers["user-agent"] == "phone-auth/0.1"
+    assert request.extensions["timeout"] == {
+        "connect": 2.0,
+        "read": 3.0,
+        "write": 3.0,
+        "pool": 3.0,
+    }
+
+
+async def test_a_check_without_an_answer_in_time_has_no_verdict() -> None:
+    """However the attempts' timeouts add up, a check gives up at its deadline."""
+
+    async def slow(request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(5)
+        return passed()
+
+    with respx.mock(assert_all_called=False) as router:
+        router.post(TURNSTILE_URL).mock(side_effect=slow)
+        async with httpx.AsyncClient() as http:
+            checker = SiteverifyClient(
+                http,
+                provider=CaptchaProvider.TURNSTILE,
+                url=TURNSTILE_URL,
+                secret=SECRET,
+                deadline_seconds=0.05,
+            )
+            started = time.monotonic()
+            with pytest.raises(NoVerdict, match=r"no answer within 0\.05s"):
+                await checker.verify(TOKEN, "203.0.113.7")
+
+    assert time.monotonic() - started < 1
+
+
 async def test_each_check_has_its_own_idempotency_key(
     client_for: ClientFactory, twilio: respx.MockRouter
 ) -> None:
@@ -134,6 +198,43 @@ async def test_hcaptcha_and_recaptcha_get_their_own_form_at_their_own_url(
         "remoteip": "127.0.0.1",
         **extra,
     }
+
+
+@pytest.mark.parametrize(
+    ("provider", "url", "score", "status"),
+    [
+        pytest.param("recaptcha", RECAPTCHA_URL, 0.3, 400, id="recaptcha-v3-low"),
+        pytest.param("recaptcha", RECAPTCHA_URL, 0.5, 200, id="recaptcha-v3-threshold"),
+        pytest.param("recaptcha", RECAPTCHA_URL, 0.9, 200, id="recaptcha-v3-high"),
+        # hCaptcha Enterprise's score is a risk (high: a bot): not read.
+        pytest.param("hcaptcha", HCAPTCHA_URL, 0.1, 200, id="hcaptcha-risk-score"),
+    ],
+)
+async def test_a_recaptcha_v3_token_scored_as_a_bot_is_not_passed(
+    client_for: ClientFactory,
+    twilio: respx.MockRouter,
+    app_logs: Records,
+    provider: str,
+    url: str,
+    score: float,
+    status: int,
+) -> None:
+    start = mock_start(twilio)
+    answer = {"success": True, "score": score, "action": "login", "hostname": "shop.example"}
+    twilio.post(url).mock(return_value=httpx.Response(200, json=answer))
+
+    async with client_for(**captcha(provider, captcha_mode="always")) as client:
+        response = await client.post(SEND, json={"phone": KG_PHONE, "captcha_token": TOKEN})
+        metrics = parse_metrics((await client.get("/metrics")).text)
+
+    assert response.status_code == status, response.text
+    assert start.call_count == (status == 200)
+    outcome = "passed" if status == 200 else "failed"
+    assert sample(metrics, "phone_auth_challenges_total", outcome=outcome, reason="always") == 1.0
+    if status == 400:
+        assert response.json() == FAILED
+        [line] = app_logs.at(logging.INFO, "app.services.challenge")
+        assert "Challenge not passed (score 0.3 below 0.5)" in line
 
 
 async def test_the_verify_url_setting_points_the_check_elsewhere(
@@ -461,3 +562,42 @@ async def test_a_token_that_is_not_a_token_is_refused_on_its_field(
     assert (response.status_code, response.json()) == (400, {"captcha_token": [message]})
     assert not start.called
     assert not siteverify.called
+
+
+async def test_a_number_changes_send_needs_the_challenge_as_a_logins_does(
+    client_for: ClientFactory, twilio: respx.MockRouter
+) -> None:
+    """The number change's send is a login's send: a bot with a fresh login cannot text
+    codes to numbers of its choice past the challenge."""
+    start, _ = mock_approving(twilio)
+    siteverify = twilio.post(TURNSTILE_URL).mock(
+        side_effect=[passed(), rejected("timeout-or-duplicate"), passed()]
+    )
+    phone = new_phone()
+
+    async with client_for(**ALWAYS) as client:
+        sent = await client.post(SEND, json={"phone": phone, "captcha_token": TOKEN})
+        assert sent.status_code == 200, sent.text
+        verified = await client.post(VERIFY, json={"phone": phone, "verification_code": CODE})
+        assert verified.status_code == 200, verified.text
+        auth = bearer(verified.json()["access_token"])
+        without = await client.post(CHANGE_SEND, json={"phone": US_PHONE}, headers=auth)
+        reused = await client.post(
+            CHANGE_SEND, json={"phone": US_PHONE, "captcha_token": TOKEN}, headers=auth
+        )
+        passed_ = await client.post(
+            CHANGE_SEND, json={"phone": US_PHONE, "captcha_token": "0.fresh"}, headers=auth
+        )
+
+    assert (without.status_code, without.json()) == (400, REQUIRED)
+    assert (reused.status_code, reused.json()) == (400, FAILED)
+    assert passed_.status_code == 200, passed_.text
+    assert passed_.json()["phone"] == US_PHONE
+    assert [form(call.request)["To"] for call in start.calls] == [phone, US_PHONE]
+    assert siteverify.call_count == 3
+    assert siteverify_form(siteverify.calls.last.request) == {
+        "secret": SECRET,
+        "response": "0.fresh",
+        "remoteip": "127.0.0.1",
+        "idempotency_key": siteverify_form(siteverify.calls.last.request)["idempotency_key"],
+    }

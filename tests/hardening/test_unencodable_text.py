@@ -76,6 +76,9 @@ FIELDS = [
     pytest.param("POST", CHANGE_SEND, {"phone": US_PHONE}, "channel", id="change-send-channel"),
     pytest.param("POST", CHANGE_SEND, {"phone": US_PHONE}, "app_hash", id="change-send-app_hash"),
     pytest.param(
+        "POST", CHANGE_SEND, {"phone": US_PHONE}, "captcha_token", id="change-send-captcha_token"
+    ),
+    pytest.param(
         "POST",
         CHANGE_VERIFY,
         {"phone": US_PHONE, "verification_code": CODE},

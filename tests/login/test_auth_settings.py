@@ -173,6 +173,8 @@ async def test_no_secret_setting_is_in_the_answer(
         "vonage_signature_secret": "vonage-signature-secret-0123456789",
         **captcha(captcha_secret_key="0x4AAAAAAAthe-captcha-secret-9876543210"),
         "rate_limit_storage_url": "redis://:redis-password-0123456789@127.0.0.1:1/0",
+        # The answer touches no database: a URL with a password that reaches none.
+        "database_url": "postgresql+asyncpg://phone:db-password-0123456789@127.0.0.1:1/auth",
     }
     # A secret setting added later must join this test.
     assert _secret_fields() <= set(secrets), _secret_fields() - set(secrets)
@@ -187,7 +189,7 @@ async def test_no_secret_setting_is_in_the_answer(
     }
     values = [str(secrets[name]) for name in named]
     values += [line for line in (pem + key_file.read_text()).splitlines() if len(line) > 20]
-    values += ["redis-password-0123456789", SECRET]
+    values += ["redis-password-0123456789", "db-password-0123456789", SECRET]
     found = [value for value in values if value in text]
     assert found == []
     assert SITE_KEY in text  # the site key is public by design

@@ -59,6 +59,9 @@ RISKY_NUMBER_TYPES = frozenset(
 # A market that has used more than this share of its SMS budget window is under
 # pressure: every send to it needs a challenge.
 BUDGET_SHARE_FOR_CHALLENGE = 0.5
+# reCAPTCHA v3 passes every well-formed token and scores it instead: below this score
+# (Google's suggested threshold) the token is not passed. v2 answers no score.
+RECAPTCHA_MIN_SCORE = 0.5
 
 
 class ChallengeReason(StrEnum):
@@ -100,6 +103,7 @@ class ChallengeService:
         self._always = settings.captcha_mode == "always"
         self._fail_open = settings.captcha_fail_open
         self._hostnames = frozenset(settings.captcha_expected_hostnames)
+        self._min_score = RECAPTCHA_MIN_SCORE if provider is CaptchaProvider.RECAPTCHA else None
         self._siteverify: SiteverifyClient | None = None
         url = settings.captcha_siteverify_url
         secret = settings.captcha_secret_key
@@ -169,6 +173,20 @@ class ChallengeService:
             logger.info(
                 "Challenge not passed (%s): market=%s phone=%s",
                 ", ".join(verdict.error_codes) or "no error code",
+                market.name,
+                phone.masked,
+            )
+            raise ChallengeFailed()
+        if (
+            self._min_score is not None
+            and verdict.score is not None
+            and verdict.score < self._min_score
+        ):
+            self._count("failed", reason)
+            logger.info(
+                "Challenge not passed (score %g below %g): market=%s phone=%s",
+                verdict.score,
+                self._min_score,
                 market.name,
                 phone.masked,
             )

@@ -49,6 +49,8 @@ class Verdict:
     success: bool
     hostname: str | None
     error_codes: tuple[str, ...]
+    # reCAPTCHA v3's score, from 0.0 (a bot) to 1.0 (a person); None without one.
+    score: float | None = None
 
 
 class NoVerdict(Exception):
@@ -127,8 +129,8 @@ class SiteverifyClient:
 
 
 def _verdict(body: Any) -> Verdict:
-    """Read `success`, `hostname` and `error-codes`; an answer without a verdict, or one
-    naming a problem of the service's own request, is `NoVerdict`."""
+    """Read `success`, `hostname`, `error-codes` and `score`; an answer without a
+    verdict, or one naming a problem of the service's own request, is `NoVerdict`."""
     if not isinstance(body, dict) or not isinstance(body.get("success"), bool):
         raise NoVerdict("an answer without a boolean success")
     raw_codes = body.get("error-codes")
@@ -139,8 +141,12 @@ def _verdict(body: Any) -> Verdict:
     if service_errors:
         raise NoVerdict(f"error codes {', '.join(sorted(service_errors))}")
     hostname = body.get("hostname")
+    score = body.get("score")
+    if isinstance(score, bool) or not isinstance(score, int | float):
+        score = None
     return Verdict(
         success=body["success"],
         hostname=hostname.lower().rstrip(".") if isinstance(hostname, str) else None,
         error_codes=codes,
+        score=None if score is None else float(score),
     )

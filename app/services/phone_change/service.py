@@ -50,13 +50,21 @@ class PhoneChangeService:
         channel: Channel = Channel.SMS,
         client_ip: str | None = None,
         *,
+        captcha_token: str | None = None,
         app_hash: str | None = None,
     ) -> StartedVerification:
         """Send a code for changing `user`'s number to `phone`: 400 for the user's own
-        number, 409 for another account's, then exactly as a login's send."""
+        number, 409 for another account's, then exactly as a login's send (the bot
+        challenge included)."""
         await self._require_free(uow, user, phone)
         sent = await self._login.send_code(
-            uow, phone, channel, client_ip, app_hash=app_hash, owner=_owner(user)
+            uow,
+            phone,
+            channel,
+            client_ip,
+            captcha_token=captcha_token,
+            app_hash=app_hash,
+            owner=_owner(user),
         )
         await PhoneChangeRepository(uow).add_event(
             _event(AuthEventType.PHONE_CHANGE_REQUESTED, user, phone, None, client_ip)
