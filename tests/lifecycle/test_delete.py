@@ -4,6 +4,7 @@ number logs in as a new user, and concurrent deletes or refreshes never answer 5
 from __future__ import annotations
 
 import asyncio
+import itertools
 from typing import Any
 
 import httpx
@@ -29,12 +30,14 @@ from tests.helpers import (
     event_rows,
     login,
     me,
+    new_phone,
     refresh,
     refresh_rows,
     session_rows,
     users,
     verifications,
 )
+from tests.interleavings import schedule
 from tests.ops.conftest import parse_metrics, sample
 
 pytestmark = pytest.mark.usefixtures("twilio_approves")
@@ -197,6 +200,34 @@ async def test_concurrent_deletes_answer_204_once_and_401_otherwise(
     assert [row["event"] for row in events].count("user_deleted") == 1
 
 
+async def test_two_deletes_in_every_interleaving(
+    client: httpx.AsyncClient, db_engine: AsyncEngine
+) -> None:
+    """One delete stopped before each of its statements in turn while the other runs (to
+    its end, or until it waits on a lock): one 204, one 401, one `user_deleted` event."""
+    for stop in itertools.count():
+        body = await login(client, new_phone())
+        user_id = int(body["user"]["id"])
+
+        with schedule(("first", stop), ("second", None), ("first", None)) as stage:
+            answers = await stage.run(
+                first=delete_me(client, body["access_token"]),
+                second=delete_me(client, body["access_token"]),
+            )
+
+        where = f"the second ran before statement {stop} of the first"
+        statuses = sorted(answer.status_code for answer in answers.values())
+        assert statuses == [204, 401], (where, [a.text for a in answers.values()])
+        for answer in answers.values():
+            if answer.status_code == 401:
+                assert_unauthorized(answer)
+        assert await users(db_engine) == [], where
+        deleted = [e for e in await event_rows(db_engine) if e["event"] == "user_deleted"]
+        assert [e["user_id"] for e in deleted].count(user_id) == 1, where
+        if not stage.stopped:
+            break
+
+
 @pytest.mark.parametrize("refreshes", [1, 5])
 async def test_a_delete_racing_a_refresh_leaves_no_live_token(
     client: httpx.AsyncClient, db_engine: AsyncEngine, refreshes: int
@@ -221,6 +252,45 @@ async def test_a_delete_racing_a_refresh_leaves_no_live_token(
     assert await users(db_engine) == []
     assert await session_rows(db_engine) == []
     assert await refresh_rows(db_engine) == []
+
+
+async def test_a_delete_racing_a_refresh_in_every_interleaving(
+    client: httpx.AsyncClient, db_engine: AsyncEngine
+) -> None:
+    """One request stopped before each of its statements in turn while the other runs
+    (to its end, or until it waits on a lock): never a 500, a deadlock or a live token,
+    and the account's audit trail keeps no client IP."""
+    seen: set[int] = set()
+    for first, second in (("delete", "refresh"), ("refresh", "delete")):
+        for stop in itertools.count():
+            body = await login(client, new_phone())
+            user_id = int(body["user"]["id"])
+            with schedule((first, stop), (second, None), (first, None)) as stage:
+                answers = await stage.run(
+                    delete=delete_me(client, body["access_token"]),
+                    refresh=refresh(client, body["refresh_token"]),
+                )
+            where = f"{second} ran before statement {stop} of the {first}"
+            assert answers["delete"].status_code == 204, (where, answers["delete"].text)
+            renewed = answers["refresh"]
+            seen.add(renewed.status_code)
+            assert renewed.status_code in (200, 401), (where, renewed.text)
+            if renewed.status_code == 401:
+                assert renewed.json() == INVALID_REFRESH, where
+            else:
+                pair = renewed.json()
+                assert_unauthorized(await me(client, pair["access_token"]))
+                assert_unauthorized(await refresh(client, pair["refresh_token"]), INVALID_REFRESH)
+            assert await users(db_engine) == [], where
+            assert await session_rows(db_engine) == [], where
+            assert await refresh_rows(db_engine) == [], where
+            own = [e for e in await event_rows(db_engine) if e["user_id"] == user_id]
+            assert [e["client_ip"] for e in own] == [None] * len(own), where
+            if not stage.stopped:
+                break
+    # Both orders happened: the refresh first (its pair dies with the account), and the
+    # delete first.
+    assert seen == {200, 401}
 
 
 async def test_deletions_are_counted_and_logged_masked(

@@ -5,6 +5,7 @@ pair; a code serves only its purpose and its user, and a number taken meanwhile 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import re
 from typing import Any
@@ -17,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.main import Clocks
 from tests.conftest import ClientFactory, FakeClock
 from tests.helpers import (
+    CODE,
     DISABLED,
     INVALID_CODE,
     INVALID_REFRESH,
@@ -41,6 +43,7 @@ from tests.helpers import (
     users,
     verifications,
 )
+from tests.interleavings import schedule
 from tests.lifecycle.test_delete import RECENT_LOGIN, step_up_challenge
 from tests.ops.conftest import parse_metrics, sample
 from tests.twilio_fixtures import (
@@ -421,6 +424,92 @@ async def test_concurrent_changes_to_one_number_make_one_owner(
         assert (await refresh(client, person["refresh_token"])).status_code == 200
     changed = [e for e in await event_rows(db_engine) if e["event"] == "phone_changed"]
     assert [e["user_id"] for e in changed] == [int(winner["user"]["id"])]
+
+
+@pytest.mark.usefixtures("twilio_approves")
+async def test_two_changes_to_one_number_in_every_interleaving(
+    client: httpx.AsyncClient, db_engine: AsyncEngine
+) -> None:
+    """One change stopped before each of its statements in turn while the other runs (to
+    its end, or until it waits on a lock): one owner, a 409 for the other, never a 500,
+    and the loser keeps its number and every session."""
+    for stop in itertools.count():
+        first, second = await login(client), await login(client)
+        # Each has a session on another device too, which a change would revoke.
+        elsewhere = {
+            id(person): await login(client, person["user"]["phone"]) for person in (first, second)
+        }
+        target = new_phone()
+        for person in (first, second):
+            assert (await send_change(client, person["access_token"], target)).status_code == 200
+
+        with schedule(("first", stop), ("second", None), ("first", None)) as stage:
+            answers = await stage.run(
+                first=verify_change(client, first["access_token"], target),
+                second=verify_change(client, second["access_token"], target),
+            )
+
+        where = f"the second ran before statement {stop} of the first"
+        statuses = {name: answer.status_code for name, answer in answers.items()}
+        assert sorted(statuses.values()) == [200, 409], (where, [a.text for a in answers.values()])
+        winner, loser = (first, second) if statuses["first"] == 200 else (second, first)
+        lost = answers["first" if loser is first else "second"]
+        assert lost.json() == IN_USE, where
+        owners = [str(row.id) for row in await users(db_engine) if row.phone == target]
+        assert owners == [winner["user"]["id"]], where
+        # Nothing of the loser's changed: its number, its sessions, its audit trail.
+        assert (await me(client, loser["access_token"])).json() == loser["user"], where
+        assert (await me(client, elsewhere[id(loser)]["access_token"])).status_code == 200, where
+        assert_unauthorized(await me(client, elsewhere[id(winner)]["access_token"]))
+        assert (await refresh(client, loser["refresh_token"])).status_code == 200, where
+        events = await event_rows(db_engine)
+        changed = [e["user_id"] for e in events if e["event"] == "phone_changed"]
+        assert changed.count(int(loser["user"]["id"])) == 0, where
+        assert changed.count(int(winner["user"]["id"])) == 1, where
+        if not stage.stopped:
+            break
+
+
+@pytest.mark.usefixtures("twilio_approves")
+async def test_a_change_racing_a_login_of_the_number_in_every_interleaving(
+    client: httpx.AsyncClient, db_engine: AsyncEngine
+) -> None:
+    """A change to a number and a first login of that number, one stopped before each of
+    its statements in turn: the number has one owner, never a 500. Either the change won
+    (and the login logs into the changed account) or the login made a new user (and the
+    change is 409 and changes nothing)."""
+    seen: set[int] = set()
+    for first, second in (("change", "login"), ("login", "change")):
+        for stop in itertools.count():
+            mine = await login(client)
+            target = new_phone()
+            sent = await send_change(client, mine["access_token"], target)
+            assert sent.status_code == 200
+            assert (await client.post(SEND, json={"phone": target})).status_code == 200
+
+            with schedule((first, stop), (second, None), (first, None)) as stage:
+                answers = await stage.run(
+                    change=verify_change(client, mine["access_token"], target),
+                    login=client.post(VERIFY, json={"phone": target, "verification_code": CODE}),
+                )
+
+            where = f"the {second} ran before statement {stop} of the {first}"
+            changed, logged_in = answers["change"], answers["login"]
+            seen.add(changed.status_code)
+            assert changed.status_code in {200, 409}, (where, changed.text)
+            assert logged_in.status_code == 200, (where, logged_in.text)
+            owners = [str(row.id) for row in await users(db_engine) if row.phone == target]
+            assert owners == [logged_in.json()["user"]["id"]], where
+            if changed.status_code == 200:
+                assert owners == [mine["user"]["id"]], where
+                assert logged_in.json()["is_new_user"] is False, where
+            else:
+                assert changed.json() == IN_USE, where
+                assert logged_in.json()["is_new_user"] is True, where
+                assert (await me(client, mine["access_token"])).json() == mine["user"], where
+            if not stage.stopped:
+                break
+    assert seen == {200, 409}
 
 
 @pytest.mark.usefixtures("twilio_approves")
