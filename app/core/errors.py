@@ -251,6 +251,11 @@ async def http_error_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     detail = exc.detail
     if exc.status_code == 400 and detail == FASTAPI_BODY_PARSE_ERROR:
+        cause = exc.__cause__
+        if isinstance(cause, UnicodeDecodeError):  # not UTF-8, e.g. cut inside a character
+            read = cause.object[: cause.start].decode("utf-8", "replace")
+            body = invalid_json_body(read, len(read))
+            return JSONResponse(with_envelope(request, body), status_code=400)
         detail = MSG_BAD_BODY
     return JSONResponse(
         with_envelope(request, {"detail": detail}),
