@@ -156,13 +156,18 @@ def test_a_command_on_a_database_not_migrated_says_to_migrate_first(tmp_path: Pa
     assert done.stdout == ""
 
 
-def test_serve_takes_host_and_port_over_the_settings(migrated_sqlite: str, tmp_path: Path) -> None:
+def test_serve_takes_host_port_and_workers_over_the_settings(
+    migrated_sqlite: str, tmp_path: Path
+) -> None:
     """And says where it listens, so that a newcomer knows what to open."""
     port = free_port()
     log = tmp_path / "serve.log"
     with log.open("w") as stderr:  # the child keeps its own copy
         process = subprocess.Popen(  # noqa: S603
-            [str(PYTHON), "-m", "app", "serve", "--host", "127.0.0.1", "--port", str(port)],
+            [
+                *(str(PYTHON), "-m", "app", "serve"),
+                *("--host", "127.0.0.1", "--port", str(port), "--workers", "2"),
+            ],
             cwd=tmp_path,
             # Neither could be listened on: the flags' values are.
             env=command_env(
@@ -171,6 +176,7 @@ def test_serve_takes_host_and_port_over_the_settings(migrated_sqlite: str, tmp_p
                 VERIFY_PROVIDER="console",
                 HOST="192.0.2.1",
                 PORT="1",
+                WORKERS="1",
             ),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -187,6 +193,9 @@ def test_serve_takes_host_and_port_over_the_settings(migrated_sqlite: str, tmp_p
         assert answer is not None, f"no answer on --port {port} (exit {process.poll()})"
         assert answer.status_code == 200
         assert answer.json() == {"status": "ok"}
+        while log.read_text(encoding="utf-8").count("Started server process") < 2:
+            assert time.monotonic() < deadline, "--workers 2 did not start two workers"
+            time.sleep(0.2)
     finally:
         process.terminate()
         process.communicate(timeout=EXIT_TIMEOUT)
