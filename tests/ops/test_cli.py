@@ -143,10 +143,22 @@ def test_migrate_creates_the_tables_from_any_directory(tmp_path: Path) -> None:
     assert list(elsewhere.iterdir()) == []  # nothing written where it ran
 
 
-def test_a_command_on_a_database_not_migrated_says_to_migrate_first(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "command",
+    [["purge-verifications"], ["users", "show", "+996555123456"]],
+    ids=["purge-verifications", "users"],
+)
+def test_a_command_on_a_database_not_migrated_says_to_migrate_first(
+    tmp_path: Path, command: list[str]
+) -> None:
     """From a directory without the service's database (DATABASE_URL's default, a SQLite
     file there, is then empty): one line saying what to run, no traceback."""
-    done = run(["-m", "app", "purge-verifications"], tmp_path, ENVIRONMENT="development")
+    done = run(
+        ["-m", "app", *command],
+        tmp_path,
+        ENVIRONMENT="development",
+        JWT_SECRET_KEY="k" * 48,  # no warning of a random key
+    )
 
     assert done.returncode == 1
     [line] = done.stderr.splitlines()
