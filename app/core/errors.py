@@ -30,6 +30,7 @@ MSG_BAD_BODY = "Request body must be a JSON object."
 # A body that does not parse as JSON at all; answered with where parsing stopped.
 MSG_INVALID_JSON = "Request body is not valid JSON."
 MSG_NULL = "This field may not be null."
+MSG_READ_ONLY = "This field cannot be changed."
 MSG_UNKNOWN_FIELD = "Unknown field."
 MSG_INVALID_VALUE = "Invalid value."
 # What FastAPI says when a body cannot be read (e.g. not UTF-8).
