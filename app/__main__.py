@@ -133,12 +133,13 @@ def main(argv: list[str] | None = None) -> int:
             if value is not None:
                 os.environ[setting] = str(value)
     settings = load_settings()
+    # Before serving too: uvicorn names the address it listens on while binding it.
+    configure_logging(settings)
     if args.command == "serve":
         from app.core.http_server import serve  # uvicorn: not needed by the other commands
 
         serve(settings)
         return 0
-    configure_logging(settings)
     if args.command == "migrate":
         return _migrate(settings)
     if args.command == "users":

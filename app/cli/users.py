@@ -24,6 +24,7 @@ from app.core.phone import PhoneError, parse_phone
 from app.schemas.admin import AdminUserOut
 from app.services.admin.exceptions import UserNotFound
 from app.services.admin.service import AdminService, AdminUser, parse_id
+from app.services.ops.service import migration_problem
 from app.services.sessions.service import SessionService
 from app.services.sessions.tokens import TokenService
 from app.services.users.service import UserService
@@ -92,6 +93,9 @@ async def _run(settings: Settings, args: argparse.Namespace) -> AdminUser | int:
     admin = AdminService(users, SessionService(settings, TokenService(settings), users), metrics)
     uow = database.unit_of_work()
     try:
+        problem = await migration_problem(database)
+        if problem is not None:
+            raise CommandError(problem)
         view = await _act(uow, admin, args)
         await uow.commit()
         return view

@@ -30,6 +30,7 @@ MSG_BAD_BODY = "Request body must be a JSON object."
 # A body that does not parse as JSON at all; answered with where parsing stopped.
 MSG_INVALID_JSON = "Request body is not valid JSON."
 MSG_NULL = "This field may not be null."
+MSG_READ_ONLY = "This field cannot be changed."
 MSG_UNKNOWN_FIELD = "Unknown field."
 MSG_INVALID_VALUE = "Invalid value."
 # What FastAPI says when a body cannot be read (e.g. not UTF-8).
@@ -251,6 +252,11 @@ async def http_error_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     detail = exc.detail
     if exc.status_code == 400 and detail == FASTAPI_BODY_PARSE_ERROR:
+        cause = exc.__cause__
+        if isinstance(cause, UnicodeDecodeError):  # not UTF-8, e.g. cut inside a character
+            read = cause.object[: cause.start].decode("utf-8", "replace")
+            body = invalid_json_body(read, len(read))
+            return JSONResponse(with_envelope(request, body), status_code=400)
         detail = MSG_BAD_BODY
     return JSONResponse(
         with_envelope(request, {"detail": detail}),

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Depends, Response
 
 from app.dependencies.client_ip import ClientIP
 from app.dependencies.database import UnitOfWorkDep, UnitOfWorkRoute
 from app.dependencies.phone_change import PhoneChangeServiceDep
 from app.dependencies.sessions import CurrentUser, RecentlyAuthenticated
 from app.dependencies.users import UserServiceDep
+from app.models.user import User
 from app.routers.login import SEND_ERRORS, VERIFY_ERRORS
 from app.schemas.errors import BadRequestBody, DetailBody, SendErrorBody, error_response
 from app.schemas.login import (
@@ -20,7 +21,7 @@ from app.schemas.login import (
     VerifyCodeResponse,
 )
 from app.schemas.sessions import token_fields
-from app.schemas.users import UserOut, UserUpdate
+from app.schemas.users import UserOut, UserUpdate, check_read_only_against
 from app.services.phone_change.exceptions import MSG_PHONE_IN_USE, MSG_SAME_PHONE
 from app.services.sessions.exceptions import (
     MSG_INVALID_TOKEN,
@@ -28,6 +29,7 @@ from app.services.sessions.exceptions import (
     InvalidToken,
 )
 from app.services.users.exceptions import MSG_READ_ONLY, MSG_USER_INACTIVE
+from app.services.users.service import read_only_values
 
 router = APIRouter(prefix="/api/v1/users", tags=["users"], route_class=UnitOfWorkRoute)
 
@@ -69,6 +71,16 @@ async def read_me(user: CurrentUser) -> UserOut:
     return UserOut.model_validate(user)
 
 
+async def profile_owner(user: CurrentUser) -> User:
+    """The current user, whose read-only fields the PATCH body is then validated against
+    (FastAPI solves the dependencies before it validates the body)."""
+    check_read_only_against(read_only_values(user))
+    return user
+
+
+ProfileOwner = Annotated[User, Depends(profile_owner)]
+
+
 @router.patch(
     "/me",
     summary="Update the current user's profile",
@@ -88,7 +100,7 @@ async def read_me(user: CurrentUser) -> UserOut:
     },
 )
 async def update_me(
-    payload: UserUpdate, user: CurrentUser, users: UserServiceDep, uow: UnitOfWorkDep
+    payload: UserUpdate, user: ProfileOwner, users: UserServiceDep, uow: UnitOfWorkDep
 ) -> UserOut:
     """Update the current user's name and full name."""
     updated = await users.update_profile(uow, user, payload.model_dump(exclude_unset=True))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Mapping
+from contextvars import ContextVar
 from typing import Annotated, Any
 
 from pydantic import (
@@ -11,12 +13,13 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    ValidationInfo,
     field_validator,
 )
 from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import PydanticCustomError
 
-from app.core.errors import MSG_NULL
+from app.core.errors import MSG_NULL, MSG_READ_ONLY
 from app.schemas.common import RequestBody, TextInput
 
 
@@ -53,6 +56,19 @@ ProfileName = Annotated[
 ProfileFullName = Annotated[str, BeforeValidator(_clean), StringConstraints(max_length=255)]
 
 
+# The current values of the read-only fields of the user whose PATCH body is validated:
+# a change is then refused with the body's other bad fields. Set by the route's
+# dependency, which runs before the body is validated; unset, the service checks.
+_read_only_values: ContextVar[Mapping[str, object] | None] = ContextVar(
+    "read_only_values", default=None
+)
+
+
+def check_read_only_against(values: Mapping[str, object]) -> None:
+    """Validate this request's `UserUpdate` against the user's current `values`."""
+    _read_only_values.set(values)
+
+
 def _update_schema(schema: dict[str, Any]) -> None:
     """The schema of `UserUpdate`: its fields are strings, `null` being refused."""
     for prop in schema.get("properties", {}).values():
@@ -85,4 +101,12 @@ class UserUpdate(RequestBody):
         # `None` is the default of an omitted field; one that was sent is refused.
         if value is None:
             raise PydanticCustomError("null", MSG_NULL)
+        return value
+
+    @field_validator("id", "phone", "is_active", "is_verified")
+    @classmethod
+    def _unchanged(cls, value: object, info: ValidationInfo) -> object:
+        current = _read_only_values.get()
+        if current is not None and value != current.get(str(info.field_name)):
+            raise PydanticCustomError("read_only", MSG_READ_ONLY)
         return value

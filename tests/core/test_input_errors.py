@@ -70,6 +70,9 @@ async def token(client: httpx.AsyncClient, twilio_approves: respx.MockRouter) ->
         pytest.param(b'{"phone": "+996555123456"', 1, 26, id="cut-off-object"),
         pytest.param(b"{bad", 1, 2, id="garbage"),
         pytest.param(b"\xff\xfe", 1, 1, id="utf-16-bom-and-nothing"),
+        # Cut inside a character: bytes that are not UTF-8 (JSON's encoding).
+        pytest.param('{"full_name": "Айда'.encode()[:-1], 1, 19, id="cut-inside-a-character"),
+        pytest.param(b'{\n  "full_name": "\xff"}', 2, 17, id="not-utf-8"),
     ],
 )
 @pytest.mark.parametrize(("method", "path"), BODY_ROUTES)

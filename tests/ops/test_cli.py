@@ -133,6 +133,8 @@ def test_migrate_creates_the_tables_from_any_directory(tmp_path: Path) -> None:
 
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr
+    assert "setup plugin" not in done.stderr  # Alembic's set-up, of no use to an operator
+    assert "Database migrated to the newest revision" in done.stderr
     with sqlite3.connect(path) as connection:
         tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}
         [(revision,)] = connection.execute("SELECT version_num FROM alembic_version")
@@ -141,10 +143,22 @@ def test_migrate_creates_the_tables_from_any_directory(tmp_path: Path) -> None:
     assert list(elsewhere.iterdir()) == []  # nothing written where it ran
 
 
-def test_a_command_on_a_database_not_migrated_says_to_migrate_first(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "command",
+    [["purge-verifications"], ["users", "show", "+996555123456"]],
+    ids=["purge-verifications", "users"],
+)
+def test_a_command_on_a_database_not_migrated_says_to_migrate_first(
+    tmp_path: Path, command: list[str]
+) -> None:
     """From a directory without the service's database (DATABASE_URL's default, a SQLite
     file there, is then empty): one line saying what to run, no traceback."""
-    done = run(["-m", "app", "purge-verifications"], tmp_path, ENVIRONMENT="development")
+    done = run(
+        ["-m", "app", *command],
+        tmp_path,
+        ENVIRONMENT="development",
+        JWT_SECRET_KEY="k" * 48,  # no warning of a random key
+    )
 
     assert done.returncode == 1
     [line] = done.stderr.splitlines()
@@ -154,23 +168,32 @@ def test_a_command_on_a_database_not_migrated_says_to_migrate_first(tmp_path: Pa
     assert done.stdout == ""
 
 
-def test_serve_takes_host_and_port_over_the_settings(migrated_sqlite: str, tmp_path: Path) -> None:
+def test_serve_takes_host_port_and_workers_over_the_settings(
+    migrated_sqlite: str, tmp_path: Path
+) -> None:
+    """And says where it listens, so that a newcomer knows what to open."""
     port = free_port()
-    process = subprocess.Popen(  # noqa: S603
-        [str(PYTHON), "-m", "app", "serve", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=tmp_path,
-        # Neither could be listened on: the flags' values are.
-        env=command_env(
-            DATABASE_URL=migrated_sqlite,
-            ENVIRONMENT="test",
-            VERIFY_PROVIDER="console",
-            HOST="192.0.2.1",
-            PORT="1",
-        ),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    log = tmp_path / "serve.log"
+    with log.open("w") as stderr:  # the child keeps its own copy
+        process = subprocess.Popen(  # noqa: S603
+            [
+                *(str(PYTHON), "-m", "app", "serve"),
+                *("--host", "127.0.0.1", "--port", str(port), "--workers", "2"),
+            ],
+            cwd=tmp_path,
+            # Neither could be listened on: the flags' values are.
+            env=command_env(
+                DATABASE_URL=migrated_sqlite,
+                ENVIRONMENT="test",
+                VERIFY_PROVIDER="console",
+                HOST="192.0.2.1",
+                PORT="1",
+                WORKERS="1",
+            ),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
     try:
         deadline = time.monotonic() + STARTUP_TIMEOUT
         answer: httpx.Response | None = None
@@ -182,9 +205,13 @@ def test_serve_takes_host_and_port_over_the_settings(migrated_sqlite: str, tmp_p
         assert answer is not None, f"no answer on --port {port} (exit {process.poll()})"
         assert answer.status_code == 200
         assert answer.json() == {"status": "ok"}
+        while log.read_text(encoding="utf-8").count("Started server process") < 2:
+            assert time.monotonic() < deadline, "--workers 2 did not start two workers"
+            time.sleep(0.2)
     finally:
         process.terminate()
         process.communicate(timeout=EXIT_TIMEOUT)
+    assert f"running on http://127.0.0.1:{port} " in log.read_text(encoding="utf-8")
 
 
 def test_serve_help_lists_its_options_and_the_settings_that_matter(tmp_path: Path) -> None:

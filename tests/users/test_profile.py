@@ -241,6 +241,21 @@ async def test_patch_body_must_be_an_object(client: httpx.AsyncClient) -> None:
             },
             id="all-at-once",
         ),
+        pytest.param(
+            {"id": "99", "foo": 1, "full_name": None, "is_active": False},
+            {
+                "id": READ_ONLY,
+                "foo": ["Unknown field."],
+                "full_name": ["This field may not be null."],
+                "is_active": READ_ONLY,
+            },
+            id="read-only-beside-invalid",
+        ),
+        pytest.param(
+            {"phone": "+996555999999", "name": ""},
+            {"phone": READ_ONLY, "name": ["This field may not be blank."]},
+            id="read-only-beside-blank",
+        ),
     ],
 )
 async def test_unknown_read_only_and_null_fields_are_refused(

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from app.core.errors import FieldErrors, Forbidden
+from app.core.errors import MSG_READ_ONLY, FieldErrors, Forbidden
+
+__all__ = ["MSG_READ_ONLY", "MSG_USER_INACTIVE", "ReadOnlyFields", "UserDisabled"]
 
 MSG_USER_INACTIVE = "User account is disabled."
-MSG_READ_ONLY = "This field cannot be changed."
 
 
 class UserDisabled(Forbidden):

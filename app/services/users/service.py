@@ -15,11 +15,27 @@ from app.models.user import User
 from app.services.users.exceptions import ReadOnlyFields, UserDisabled
 from app.services.users.repository import UserRepository
 
-__all__ = ["READ_ONLY_FIELDS", "DeletedUser", "UserDisabled", "UserService"]
+__all__ = [
+    "READ_ONLY_FIELDS",
+    "DeletedUser",
+    "UserDisabled",
+    "UserService",
+    "read_only_values",
+]
 
 logger = logging.getLogger(__name__)
 
 READ_ONLY_FIELDS = ("id", "phone", "is_active", "is_verified")
+
+
+def read_only_values(user: User) -> dict[str, object]:
+    """The read-only fields of `user` as the API shows them."""
+    return {
+        "id": str(user.id),
+        "phone": user.phone,
+        "is_active": user.is_active,
+        "is_verified": user.is_verified,
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,12 +58,7 @@ class UserService:
 
     async def update_profile(self, uow: UnitOfWork, user: User, changes: dict[str, object]) -> User:
         """Apply `name` / `full_name` changes; refuse any change of a read-only field."""
-        current: dict[str, object] = {
-            "id": str(user.id),
-            "phone": user.phone,
-            "is_active": user.is_active,
-            "is_verified": user.is_verified,
-        }
+        current = read_only_values(user)
         refused = [
             field
             for field in READ_ONLY_FIELDS
