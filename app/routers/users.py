@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Response
 
 from app.dependencies.client_ip import ClientIP
 from app.dependencies.database import UnitOfWorkDep, UnitOfWorkRoute
 from app.dependencies.phone_change import PhoneChangeServiceDep
 from app.dependencies.sessions import CurrentUser, RecentlyAuthenticated
 from app.dependencies.users import UserServiceDep
-from app.models.user import User
 from app.routers.login import SEND_ERRORS, VERIFY_ERRORS
 from app.schemas.errors import BadRequestBody, DetailBody, SendErrorBody, error_response
 from app.schemas.login import (
@@ -21,7 +20,7 @@ from app.schemas.login import (
     VerifyCodeResponse,
 )
 from app.schemas.sessions import token_fields
-from app.schemas.users import UserOut, UserUpdate, check_read_only_against
+from app.schemas.users import UserOut, UserUpdate
 from app.services.phone_change.exceptions import MSG_PHONE_IN_USE, MSG_SAME_PHONE
 from app.services.sessions.exceptions import (
     MSG_INVALID_TOKEN,
@@ -29,7 +28,6 @@ from app.services.sessions.exceptions import (
     InvalidToken,
 )
 from app.services.users.exceptions import MSG_READ_ONLY, MSG_USER_INACTIVE
-from app.services.users.service import read_only_values
 
 router = APIRouter(prefix="/api/v1/users", tags=["users"], route_class=UnitOfWorkRoute)
 
@@ -71,24 +69,13 @@ async def read_me(user: CurrentUser) -> UserOut:
     return UserOut.model_validate(user)
 
 
-async def profile_owner(user: CurrentUser) -> User:
-    """The current user, whose read-only fields the PATCH body is then validated against
-    (FastAPI solves the dependencies before it validates the body)."""
-    check_read_only_against(read_only_values(user))
-    return user
-
-
-ProfileOwner = Annotated[User, Depends(profile_owner)]
-
-
 @router.patch(
     "/me",
     summary="Update the current user's profile",
     description="Changes `name` (1-150 characters) and `full_name` (up to 255); values are "
-    "trimmed. `id`, `phone`, `is_active` and `is_verified` cannot be changed: sending their "
-    "current value is accepted (a frontend may send the whole user back), another value "
-    "answers 400 `This field cannot be changed.`; any other field answers 400 "
-    "`Unknown field.`, and `null` `This field may not be null.`. On a 400 nothing changes.",
+    "trimmed. `id`, `phone`, `is_active` and `is_verified` answer 400 `This field cannot be "
+    "changed.`, any other field `Unknown field.`, and `null` `This field may not be null.`; "
+    "every bad field of the body is reported at once. On a 400 nothing changes.",
     response_model=UserOut,
     responses={
         **AUTH_ERRORS,
@@ -100,7 +87,7 @@ ProfileOwner = Annotated[User, Depends(profile_owner)]
     },
 )
 async def update_me(
-    payload: UserUpdate, user: ProfileOwner, users: UserServiceDep, uow: UnitOfWorkDep
+    payload: UserUpdate, user: CurrentUser, users: UserServiceDep, uow: UnitOfWorkDep
 ) -> UserOut:
     """Update the current user's name and full name."""
     updated = await users.update_profile(uow, user, payload.model_dump(exclude_unset=True))

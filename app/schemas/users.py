@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Mapping
-from contextvars import ContextVar
 from typing import Annotated, Any
 
 from pydantic import (
@@ -13,7 +11,6 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
-    ValidationInfo,
     field_validator,
 )
 from pydantic.json_schema import SkipJsonSchema
@@ -56,19 +53,6 @@ ProfileName = Annotated[
 ProfileFullName = Annotated[str, BeforeValidator(_clean), StringConstraints(max_length=255)]
 
 
-# The current values of the read-only fields of the user whose PATCH body is validated:
-# a change is then refused with the body's other bad fields. Set by the route's
-# dependency, which runs before the body is validated; unset, the service checks.
-_read_only_values: ContextVar[Mapping[str, object] | None] = ContextVar(
-    "read_only_values", default=None
-)
-
-
-def check_read_only_against(values: Mapping[str, object]) -> None:
-    """Validate this request's `UserUpdate` against the user's current `values`."""
-    _read_only_values.set(values)
-
-
 def _update_schema(schema: dict[str, Any]) -> None:
     """The schema of `UserUpdate`: its fields are strings, `null` being refused."""
     for prop in schema.get("properties", {}).values():
@@ -79,17 +63,17 @@ def _update_schema(schema: dict[str, Any]) -> None:
 
 
 class UserUpdate(RequestBody):
-    """Fields a user may change: `name` and `full_name`. Any other field answers 400, as
-    does `null`; the read-only fields of `UserOut` are accepted only with their current
-    value (see `update_me`)."""
+    """Fields a user may change: `name` and `full_name`. The read-only fields of `UserOut`
+    answer 400 `This field cannot be changed.`, any other field `Unknown field.`, and
+    `null` `This field may not be null.`"""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra=_update_schema)
 
     # `None` only stands for "not sent": one that is sent is refused (`_not_null`).
     name: ProfileName | None = None
     full_name: ProfileFullName | None = None
-    # Sent back unchanged by frontends that PATCH the whole user; a change is refused.
-    # Left out of the schema: a client has nothing to send in them.
+    # Named so that they are refused as read-only rather than as unknown; left out of
+    # the schema, since a client has nothing to send in them.
     id: SkipJsonSchema[TextInput | None] = None
     phone: SkipJsonSchema[str | None] = None
     is_active: SkipJsonSchema[bool | None] = None
@@ -103,10 +87,9 @@ class UserUpdate(RequestBody):
             raise PydanticCustomError("null", MSG_NULL)
         return value
 
-    @field_validator("id", "phone", "is_active", "is_verified")
+    @field_validator("id", "phone", "is_active", "is_verified", mode="before")
     @classmethod
-    def _unchanged(cls, value: object, info: ValidationInfo) -> object:
-        current = _read_only_values.get()
-        if current is not None and value != current.get(str(info.field_name)):
-            raise PydanticCustomError("read_only", MSG_READ_ONLY)
-        return value
+    def _read_only(cls, value: object) -> object:
+        if value is None:
+            return value  # refused by `_not_null`, as for every field
+        raise PydanticCustomError("read_only", MSG_READ_ONLY)

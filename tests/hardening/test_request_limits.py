@@ -19,6 +19,7 @@ from app.core.request_limits import MAX_BODY_BYTES, MSG_MEDIA_TYPE, MSG_TOO_LARG
 from tests.conftest import ClientFactory
 from tests.helpers import (
     BAD_BODY,
+    INVALID_JSON,
     KG_PHONE,
     LOGOUT,
     ME,
@@ -150,8 +151,9 @@ async def test_body_that_is_not_utf8_is_400_with_the_contract_detail(
         content=b'{"phone": "\xff"}',
         headers={"Content-Type": "application/json", "Authorization": "Bearer x"},
     )
+    # JSON is UTF-8 (RFC 8259): a byte that is not is where the body stops being JSON.
     assert answer.status_code == 400
-    assert answer.json() == as_answered(path, BAD_BODY)
+    assert answer.json() == as_answered(path, {"detail": INVALID_JSON, "line": 1, "column": 12})
 
 
 # ------------------------------------------------------------------ Authorization

@@ -12,30 +12,12 @@ from app.core.phone import mask_phone
 from app.models.auth_event import AuthEvent, AuthEventType
 from app.models.base import utcnow
 from app.models.user import User
-from app.services.users.exceptions import ReadOnlyFields, UserDisabled
+from app.services.users.exceptions import UserDisabled
 from app.services.users.repository import UserRepository
 
-__all__ = [
-    "READ_ONLY_FIELDS",
-    "DeletedUser",
-    "UserDisabled",
-    "UserService",
-    "read_only_values",
-]
+__all__ = ["DeletedUser", "UserDisabled", "UserService"]
 
 logger = logging.getLogger(__name__)
-
-READ_ONLY_FIELDS = ("id", "phone", "is_active", "is_verified")
-
-
-def read_only_values(user: User) -> dict[str, object]:
-    """The read-only fields of `user` as the API shows them."""
-    return {
-        "id": str(user.id),
-        "phone": user.phone,
-        "is_active": user.is_active,
-        "is_verified": user.is_verified,
-    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,15 +39,7 @@ class UserService:
         return await UserRepository(uow).get(user_id)
 
     async def update_profile(self, uow: UnitOfWork, user: User, changes: dict[str, object]) -> User:
-        """Apply `name` / `full_name` changes; refuse any change of a read-only field."""
-        current = read_only_values(user)
-        refused = [
-            field
-            for field in READ_ONLY_FIELDS
-            if field in changes and changes[field] != current[field]
-        ]
-        if refused:
-            raise ReadOnlyFields(refused)
+        """Apply `name` / `full_name` changes (the body's schema lets nothing else in)."""
         for field in ("name", "full_name"):
             value = changes.get(field)
             if isinstance(value, str):
