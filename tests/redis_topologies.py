@@ -174,16 +174,19 @@ def running_sentinel(directory: Path) -> Iterator[str]:
         config.write_text(
             f"sentinel monitor {SERVICE} {HOST} {MASTER_PORT} 1\n"
             f"sentinel down-after-milliseconds {SERVICE} 2000\n"
-            f"sentinel failover-timeout {SERVICE} 10000\n"
+            # A sentinel starts no new failover of a master within twice this of the last:
+            # short, so that one test's failover does not hold up the next one's.
+            f"sentinel failover-timeout {SERVICE} 4000\n"
         )
         servers.start(SENTINEL_PORT, str(config), "--sentinel")
-        wait_for("the sentinel seeing the replica", lambda: _replicas_seen(SENTINEL_PORT))
+        wait_for("the sentinel seeing the replica", lambda: replicas_seen(SENTINEL_PORT))
         yield f"redis+sentinel://{HOST}:{SENTINEL_PORT}/{SERVICE}"
     finally:
         servers.stop()
 
 
-def _replicas_seen(sentinel_port: int) -> bool:
+def replicas_seen(sentinel_port: int) -> bool:
+    """Whether the sentinel sees a replica that is up."""
     replicas = client(sentinel_port).sentinel_slaves(SERVICE)
     return any(not r["is_sdown"] and not r["is_disconnected"] for r in replicas)
 

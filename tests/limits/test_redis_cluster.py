@@ -12,10 +12,18 @@ import respx
 
 from app.services.limits.windows import RateLimiter
 from tests.conftest import ClientFactory, FakeClock
-from tests.helpers import SEND, VERIFY, kg_budget, race_for_the_last_budget, retry_after, too_many
+from tests.helpers import (
+    SEND,
+    VERIFY,
+    kg_budget,
+    me,
+    race_for_the_last_budget,
+    retry_after,
+    too_many,
+)
 from tests.limits.test_redis_limits import answer_as_one_at_a_time
 from tests.redis_topologies import CLUSTER_PORTS, client
-from tests.twilio_fixtures import mock_check, mock_start
+from tests.twilio_fixtures import form, mock_check, mock_check_accepting, mock_start
 
 KG = "+996555123456"
 KG_2 = "+996555123457"
@@ -143,3 +151,44 @@ async def test_a_send_on_a_cluster_takes_one_script_per_identity_spread_over_the
     assert all(keys), [len(k) for k in keys]
     budget = [n for n, node in enumerate(keys) for k in node if b"sms_budget" in k]
     assert len(set(budget)) == 1
+
+
+async def test_a_login_on_a_cluster_with_only_the_storage_url_changed(
+    client_for: ClientFactory, twilio: respx.MockRouter, cluster_url: str
+) -> None:
+    """The default key prefix and limits: `RATE_LIMIT_STORAGE_URL` is the one setting."""
+    start = mock_start(twilio)
+    check = mock_check_accepting(twilio, "123456")
+    try:
+        async with client_for(rate_limit_storage_url=cluster_url) as app:
+            ready = await app.get("/readyz")
+            sent = await app.post(SEND, json={"phone": KG})
+            again = await app.post(SEND, json={"phone": KG})
+            wrong = await app.post(VERIFY, json={"phone": KG, "verification_code": "000000"})
+            login = await app.post(VERIFY, json={"phone": KG, "verification_code": "123456"})
+            user = await me(app, login.json()["access_token"])
+        keys = [key for node in _keys_per_node("phone-auth:") for key in node]
+    finally:
+        for port in CLUSTER_PORTS:
+            for key in client(port).scan_iter(match="phone-auth:*"):
+                client(port).delete(key)
+
+    assert ready.status_code == 200, ready.text
+    assert ready.json()["checks"]["rate_limit_storage"] == "ok"
+    assert ready.json()["rate_limit_storage"] == {"topology": "cluster"}
+    assert sent.status_code == 200, sent.text
+    assert again.status_code == 429
+    assert again.json() == too_many(retry_after(again, 60))
+    assert [form(call.request)["To"] for call in start.calls] == [KG]
+    assert wrong.status_code == 400
+    assert login.status_code == 200, login.text
+    assert login.json()["is_new_user"] is True
+    assert [form(call.request)["Code"] for call in check.calls] == ["000000", "123456"]
+    assert user.status_code == 200
+    assert user.json()["phone"] == KG
+    # The windows live on the cluster, each under its identity's hash tag.
+    tag = b"phone-auth:{send_per_phone/+996555123456}"
+    assert tag + b":LIMITER/send_per_phone/+996555123456/1/1/minute" in keys
+    # A check's window at the number is this client's (the test client's address).
+    tag = b"phone-auth:{verify_per_phone/+996555123456/127.0.0.1}"
+    assert tag + b":LIMITER/verify_per_phone/+996555123456/127.0.0.1/15/1/hour" in keys
