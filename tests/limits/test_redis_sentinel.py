@@ -20,6 +20,11 @@ from tests.conftest import ClientFactory
 from tests.helpers import SEND, VERIFY, Records, me, retry_after, too_many
 from tests.ops.conftest import parse_metrics, sample
 from tests.redis_topologies import (
+    HOST,
+    MASTER_PASSWORD,
+    PROTECTED_MASTER_PORT,
+    PROTECTED_SENTINEL_PORT,
+    SENTINEL_PASSWORD,
     SENTINEL_PORT,
     SERVICE,
     client,
@@ -259,3 +264,30 @@ async def test_a_master_that_stops_answering_is_replaced_while_the_limits_fall_b
 def _replicating(port: int) -> bool:
     replication = client(port).info("replication")
     return bool(replication["role"] == "slave" and replication["master_link_status"] == "up")
+
+
+async def test_a_sentinel_with_a_password_of_its_own(
+    client_for: ClientFactory, twilio: respx.MockRouter, protected_sentinel: None
+) -> None:
+    """`?sentinel_password=` is the sentinels'; without it they are sent the master's."""
+    start = mock_start(twilio)
+    prefix = f"phone-auth-test-{uuid.uuid4().hex}"
+    url = f"redis+sentinel://:{MASTER_PASSWORD}@{HOST}:{PROTECTED_SENTINEL_PORT}/{SERVICE}"
+    async with client_for(
+        rate_limit_storage_url=f"{url}?sentinel_password={SENTINEL_PASSWORD}",
+        rate_limit_key_prefix=prefix,
+    ) as app:
+        ready = await app.get("/readyz")
+        sent = await app.post(SEND, json={"phone": KG})
+        again = await app.post(SEND, json={"phone": KG})
+    async with client_for(rate_limit_storage_url=url, rate_limit_key_prefix=prefix) as app:
+        refused = await app.get("/readyz")
+    master = client(PROTECTED_MASTER_PORT, MASTER_PASSWORD)
+
+    assert ready.json()["checks"]["rate_limit_storage"] == "ok"
+    assert (sent.status_code, again.status_code) == (200, 429)
+    assert start.call_count == 1
+    assert master.exists(f"{prefix}:LIMITER/send_per_phone/{KG}/1/1/minute") == 1
+    # The master's password is not the sentinel's: no master can be asked for.
+    assert refused.status_code == 200
+    assert refused.json()["checks"]["rate_limit_storage"] == "degraded"

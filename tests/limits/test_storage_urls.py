@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
+from redis.asyncio.connection import SSLConnection
 
 from app.core.config import Settings
 from app.core.settings_loader import load_settings
-from app.services.limits.topology import parse_storage_url
+from app.services.limits.topology import connect, parse_storage_url
 from app.services.limits.windows import RateLimiter
 
 FORMS = (
@@ -150,3 +152,74 @@ def test_an_unknown_scheme_is_refused_naming_every_form(
     assert capsys.readouterr().err.splitlines() == [
         f"RATE_LIMIT_STORAGE_URL: must be {FORMS}; e.g. RATE_LIMIT_STORAGE_URL=redis://redis:6379/0"
     ]
+
+
+async def test_a_sentinel_url_connects_with_tls_and_each_password() -> None:
+    clients = connect(
+        parse_storage_url(
+            "redis+sentinel://user:pw@sentinel-0:26379,sentinel-1:26380/mymaster"
+            "?sentinel_password=watch&ssl=true"
+        ),
+        5,
+        2.0,
+    )
+    try:
+        pool: Any = clients.windows.connection_pool
+        sentinels = pool.sentinel_manager.sentinels
+        assert pool.service_name == "mymaster"
+        assert issubclass(pool.connection_class, SSLConnection)
+        assert (pool.connection_kwargs["username"], pool.connection_kwargs["password"]) == (
+            "user",
+            "pw",
+        )
+        assert [
+            (
+                s.connection_pool.connection_kwargs["host"],
+                s.connection_pool.connection_kwargs["port"],
+            )
+            for s in sentinels
+        ] == [("sentinel-0", 26379), ("sentinel-1", 26380)]
+        for sentinel in sentinels:
+            assert sentinel.connection_pool.connection_class is SSLConnection
+            assert sentinel.connection_pool.connection_kwargs["password"] == "watch"
+            assert sentinel.connection_pool.connection_kwargs.get("username") is None
+    finally:
+        await clients.close()
+
+
+@pytest.mark.parametrize(
+    ("query", "sentinels_password"), [("", "pw"), ("?sentinel_password=", None)]
+)
+async def test_the_sentinels_get_the_masters_password_unless_told_otherwise(
+    query: str, sentinels_password: str | None
+) -> None:
+    clients = connect(
+        parse_storage_url(f"redis+sentinel://:pw@sentinel:26379/mymaster{query}"), 5, 2.0
+    )
+    try:
+        pool: Any = clients.windows.connection_pool
+        [sentinel] = pool.sentinel_manager.sentinels
+        assert pool.connection_kwargs["password"] == "pw"
+        assert not issubclass(pool.connection_class, SSLConnection)
+        assert sentinel.connection_pool.connection_kwargs["password"] == sentinels_password
+    finally:
+        await clients.close()
+
+
+async def test_a_cluster_url_connects_to_its_nodes_with_tls_and_its_password() -> None:
+    clients = connect(
+        parse_storage_url("redis+cluster://user:pw@redis-0:7000,redis-1:7001?ssl=true"), 5, 2.0
+    )
+    try:
+        cluster: Any = clients.windows
+        assert [(n.host, n.port) for n in cluster.startup_nodes] == [
+            ("redis-0", 7000),
+            ("redis-1", 7001),
+        ]
+        assert cluster.connection_kwargs["connection_class"] is SSLConnection
+        assert (cluster.connection_kwargs["username"], cluster.connection_kwargs["password"]) == (
+            "user",
+            "pw",
+        )
+    finally:
+        await clients.close()
