@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -97,10 +98,10 @@ class Servers:
         directory.mkdir()
         command = [self.binary, *args, "--port", str(port), "--bind", HOST]
         command += ["--save", "", "--appendonly", "no", "--dir", str(directory)]
-        log = (directory / "log").open("wb")
-        self.processes.append(
-            subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603
-        )
+        with (directory / "log").open("wb") as log:  # the server keeps its own copy
+            self.processes.append(
+                subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603
+            )
         wait_for(f"redis on port {port} answering", lambda: _answers(port), 10)
 
     def stop(self) -> None:
@@ -231,10 +232,12 @@ def running_protected_sentinel(directory: Path) -> Iterator[None]:
         )
         servers.start(PROTECTED_SENTINEL_PORT, str(config), "--sentinel")
         sentinel = client(PROTECTED_SENTINEL_PORT, SENTINEL_PASSWORD)
-        wait_for(
-            "the sentinel naming the master",
-            lambda: sentinel.sentinel_master(SERVICE)["flags"] == "master",
-        )
+
+        def master_up() -> bool:
+            master: Any = sentinel.sentinel_master(SERVICE)
+            return bool(master["flags"] == "master")
+
+        wait_for("the sentinel naming the master up", master_up)
         yield
     finally:
         servers.stop()

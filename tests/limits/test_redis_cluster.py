@@ -9,7 +9,10 @@ import uuid
 
 import pytest
 import respx
+from limits.aio.storage import RedisClusterStorage
+from limits.aio.strategies import MovingWindowRateLimiter
 
+from app.services.limits.steps import Step, parse_limits
 from app.services.limits.windows import RateLimiter
 from tests.conftest import ClientFactory, FakeClock
 from tests.helpers import (
@@ -57,6 +60,32 @@ async def test_windows_on_a_cluster_answer_as_one_at_a_time(
     cluster_url: str, prefix: str, seed: int, clock: FakeClock
 ) -> None:
     await answer_as_one_at_a_time(RateLimiter(cluster_url, prefix, clock=clock), clock, seed)
+
+
+async def test_limits_own_cluster_storage_shares_the_windows_of_an_identity(
+    cluster_url: str, prefix: str
+) -> None:
+    """`limits`' moving window over its own `RedisClusterStorage`, given the identity's hash
+    tag in its key prefix, reads what our scripts wrote, and ours read what it hit."""
+    number = ("send_per_phone", KG)
+    minute, ten_minutes = items = parse_limits("2/minute;3/10 minutes")
+    ours = RateLimiter(cluster_url, prefix)
+    storage = RedisClusterStorage(
+        cluster_url, implementation="redispy", key_prefix=f"{prefix}:{{send_per_phone/{KG}}}"
+    )
+    theirs = MovingWindowRateLimiter(storage)
+    try:
+        assert await ours.run_in_order([Step(item, number, True) for item in items]) is None
+        assert [(await theirs.get_window_stats(i, *number)).remaining for i in items] == [1, 2]
+        assert await theirs.hit(minute, *number)
+        assert not await theirs.test(minute, *number)
+        assert await ours.counts(items, *number) == [2, 1]
+        assert await ours.run_in_order([Step(ten_minutes, number, True)]) is None
+        assert await ours.run_in_order([Step(minute, number, False)]) == 0
+        assert (await theirs.get_window_stats(ten_minutes, *number)).remaining == 1
+    finally:
+        await ours.aclose()
+        await storage.bridge.get_connection().aclose()  # type: ignore[attr-defined]
 
 
 async def test_fifty_concurrent_sends_make_one_twilio_call_on_a_cluster(

@@ -203,7 +203,7 @@ async def test_a_master_that_stops_answering_is_replaced_while_the_limits_fall_b
         first = await app.get("/readyz")
         sent = await _burst(app, before)
         assert client(old_master).wait(1, 5000) == 1
-        client(old_master).execute_command("CLIENT", "PAUSE", PAUSE_MS, "ALL")
+        client(old_master).client_pause(PAUSE_MS, all=True)
 
         # A probe, and each number sent before asking twice at once, while the master hangs.
         probe, hung = await asyncio.gather(app.get("/readyz"), _burst(app, before * 2))

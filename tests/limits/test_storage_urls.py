@@ -94,7 +94,7 @@ def test_an_unknown_storage_scheme_is_refused_with_the_forms_it_may_take() -> No
     ],
 )
 def test_the_settings_take_each_redis_form(url: str) -> None:
-    settings = Settings(_env_file=None, rate_limit_storage_url=url)  # type: ignore[call-arg]
+    settings = Settings(_env_file=None, rate_limit_storage_url=url)
 
     assert settings.rate_limit_storage_url == url
 
@@ -164,7 +164,8 @@ async def test_a_sentinel_url_connects_with_tls_and_each_password() -> None:
         2.0,
     )
     try:
-        pool: Any = clients.windows.connection_pool
+        windows: Any = clients.windows
+        pool = windows.connection_pool
         sentinels = pool.sentinel_manager.sentinels
         assert pool.service_name == "mymaster"
         assert issubclass(pool.connection_class, SSLConnection)
@@ -197,7 +198,8 @@ async def test_the_sentinels_get_the_masters_password_unless_told_otherwise(
         parse_storage_url(f"redis+sentinel://:pw@sentinel:26379/mymaster{query}"), 5, 2.0
     )
     try:
-        pool: Any = clients.windows.connection_pool
+        windows: Any = clients.windows
+        pool = windows.connection_pool
         [sentinel] = pool.sentinel_manager.sentinels
         assert pool.connection_kwargs["password"] == "pw"
         assert not issubclass(pool.connection_class, SSLConnection)
