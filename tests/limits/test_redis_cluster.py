@@ -182,6 +182,26 @@ async def test_a_send_on_a_cluster_takes_one_script_per_identity_spread_over_the
     assert len(set(budget)) == 1
 
 
+async def test_a_check_on_a_cluster_takes_one_script_per_identity(
+    client_for: ClientFactory, twilio: respx.MockRouter, cluster_url: str, prefix: str
+) -> None:
+    mock_start(twilio)
+    mock_check(twilio, "approved")
+    settings = {"rate_limit_storage_url": cluster_url, "rate_limit_key_prefix": prefix}
+    async with client_for(**settings) as client_:
+        # The first requests learn the slots and load the scripts on the nodes they reach.
+        assert (await client_.post(SEND, json={"phone": KG})).status_code == 200
+        assert (await client_.post(SEND, json={"phone": KG_2})).status_code == 200
+        before = _script_calls()
+        checked = await client_.post(VERIFY, json={"phone": KG_2, "verification_code": "123456"})
+        after = _script_calls()
+
+    assert checked.status_code == 200, checked.text
+    # The client's window, the number's looked at (this client's at the number), then,
+    # with a pending code found, the number's taken: 3 round trips, where one server has 2.
+    assert after - before == 3
+
+
 async def test_a_login_on_a_cluster_with_only_the_storage_url_changed(
     client_for: ClientFactory, twilio: respx.MockRouter, cluster_url: str
 ) -> None:

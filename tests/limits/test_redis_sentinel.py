@@ -11,8 +11,10 @@ import re
 import time
 import uuid
 from collections import Counter
+from typing import Any
 
 import httpx
+import redis
 import respx
 
 from app.core.config import DEFAULT_MARKETS
@@ -173,6 +175,40 @@ async def test_a_login_behind_sentinel_with_only_the_storage_url_changed(
     assert user.json()["phone"] == KG
     # The windows are on the master the sentinel names.
     assert b"phone-auth:LIMITER/send_per_phone/+996555123456/1/1/minute" in keys
+
+
+async def test_behind_sentinel_a_send_asks_the_master_once_and_a_check_twice(
+    client_for: ClientFactory, twilio: respx.MockRouter, sentinel_url: str
+) -> None:
+    mock_start(twilio)
+    mock_check_accepting(twilio, "123456")
+    settings = {
+        "rate_limit_storage_url": sentinel_url,
+        "rate_limit_key_prefix": f"phone-auth-test-{uuid.uuid4().hex}",
+    }
+    master = client(master_port())
+    async with client_for(**settings) as app:
+        # The first request opens a connection (asking the sentinel) and loads the scripts.
+        assert (await app.post(SEND, json={"phone": KG})).status_code == 200
+        before = _script_calls(master)
+        sent = await app.post(SEND, json={"phone": "+996555123457"})
+        after_send = _script_calls(master)
+        login = await app.post(
+            VERIFY, json={"phone": "+996555123457", "verification_code": "123456"}
+        )
+        after_check = _script_calls(master)
+
+    assert sent.status_code == 200, sent.text
+    assert login.status_code == 200, login.text
+    # As on one server: the send's eight windows in one call; a check, two.
+    assert (after_send - before, after_check - after_send) == (1, 2)
+
+
+def _script_calls(server: redis.Redis) -> int:
+    """Script calls `server` has answered."""
+    stats: Any = server.info("commandstats")
+    names = ("cmdstat_eval", "cmdstat_evalsha")
+    return sum(int(stats[name]["calls"]) for name in names if name in stats)
 
 
 # The master hangs this long: past the sentinel's 2 s to call it down, and past the 8 s
