@@ -44,7 +44,8 @@ and in the README's Settings table):
   JWT_SECRET_KEY            HS256 key (32+ random bytes in production)
   JWT_ALGORITHM, JWT_PRIVATE_KEY, JWT_PRIVATE_KEY_FILE
                             RS256 / ES256 signing
-  RATE_LIMIT_STORAGE_URL    memory:// or redis://host:6379/0 (limits shared by replicas)
+  RATE_LIMIT_STORAGE_URL    memory://, or redis://host:6379/0, redis+sentinel://...
+                            or redis+cluster://... (limits shared by replicas)
   TRUSTED_PROXIES           CIDRs whose X-Forwarded-For is believed
   CORS_ALLOW_ORIGINS        browser origins allowed
   METRICS_PORT              /metrics on a port of its own

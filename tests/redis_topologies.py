@@ -13,9 +13,12 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 # A cluster node also listens on its port + 10000 (the cluster bus).
 CLUSTER_BUS_OFFSET = 10000
@@ -44,6 +47,8 @@ def _free_ports(count: int, *, with_bus: bool = False) -> tuple[int, ...]:
 
 CLUSTER_PORTS = _free_ports(3, with_bus=True)
 MASTER_PORT, REPLICA_PORT, SENTINEL_PORT = _free_ports(3)
+PROTECTED_MASTER_PORT, PROTECTED_SENTINEL_PORT = _free_ports(2)
+MASTER_PASSWORD, SENTINEL_PASSWORD = "master-s3cret", "sentinel-s3cret"
 SERVICE = "phoneauth"
 HOST = "127.0.0.1"
 
@@ -70,9 +75,11 @@ def wait_for(what: str, condition: Callable[[], bool], timeout: float = 20.0) ->
         time.sleep(0.05)
 
 
-def client(port: int) -> redis.Redis:
+def client(port: int, password: str | None = None) -> redis.Redis:
     """A plain client of one server."""
-    return redis.Redis(host=HOST, port=port, socket_timeout=2, socket_connect_timeout=2)
+    return redis.Redis(
+        host=HOST, port=port, password=password, socket_timeout=2, socket_connect_timeout=2
+    )
 
 
 class Servers:
@@ -91,10 +98,10 @@ class Servers:
         directory.mkdir()
         command = [self.binary, *args, "--port", str(port), "--bind", HOST]
         command += ["--save", "", "--appendonly", "no", "--dir", str(directory)]
-        log = (directory / "log").open("wb")
-        self.processes.append(
-            subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603
-        )
+        with (directory / "log").open("wb") as log:  # the server keeps its own copy
+            self.processes.append(
+                subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603
+            )
         wait_for(f"redis on port {port} answering", lambda: _answers(port), 10)
 
     def stop(self) -> None:
@@ -110,10 +117,22 @@ class Servers:
 
 
 def _answers(port: int) -> bool:
+    # Asked once: redis-py's own retries, with their backoff, would take seconds to say no.
+    once = redis.Redis(
+        host=HOST,
+        port=port,
+        socket_timeout=2,
+        socket_connect_timeout=2,
+        retry=Retry(NoBackoff(), 0),
+    )
     try:
-        return bool(client(port).ping())
+        return bool(once.ping())
+    except redis.AuthenticationError:
+        return True  # a server with a password answers, refusing
     except redis.RedisError:
         return False
+    finally:
+        once.close()
 
 
 @contextmanager
@@ -174,16 +193,19 @@ def running_sentinel(directory: Path) -> Iterator[str]:
         config.write_text(
             f"sentinel monitor {SERVICE} {HOST} {MASTER_PORT} 1\n"
             f"sentinel down-after-milliseconds {SERVICE} 2000\n"
-            f"sentinel failover-timeout {SERVICE} 10000\n"
+            # A sentinel starts no new failover of a master within twice this of the last:
+            # short, so that one test's failover does not hold up the next one's.
+            f"sentinel failover-timeout {SERVICE} 4000\n"
         )
         servers.start(SENTINEL_PORT, str(config), "--sentinel")
-        wait_for("the sentinel seeing the replica", lambda: _replicas_seen(SENTINEL_PORT))
+        wait_for("the sentinel seeing the replica", lambda: replicas_seen(SENTINEL_PORT))
         yield f"redis+sentinel://{HOST}:{SENTINEL_PORT}/{SERVICE}"
     finally:
         servers.stop()
 
 
-def _replicas_seen(sentinel_port: int) -> bool:
+def replicas_seen(sentinel_port: int) -> bool:
+    """Whether the sentinel sees a replica that is up."""
     replicas = client(sentinel_port).sentinel_slaves(SERVICE)
     return any(not r["is_sdown"] and not r["is_disconnected"] for r in replicas)
 
@@ -192,3 +214,30 @@ def master_port(sentinel_port: int = SENTINEL_PORT) -> int:
     """The port of the master the sentinel names now."""
     _, port = client(sentinel_port).sentinel_get_master_addr_by_name(SERVICE)
     return int(port)
+
+
+@contextmanager
+def running_protected_sentinel(directory: Path) -> Iterator[None]:
+    """A master with `MASTER_PASSWORD` and a sentinel with `SENTINEL_PASSWORD` watching it
+    (`PROTECTED_MASTER_PORT`, `PROTECTED_SENTINEL_PORT`), as `SERVICE`."""
+    server, _ = binaries()
+    servers = Servers(server, directory)
+    try:
+        servers.start(PROTECTED_MASTER_PORT, "--requirepass", MASTER_PASSWORD)
+        config = directory / "sentinel.conf"
+        config.write_text(
+            f"sentinel monitor {SERVICE} {HOST} {PROTECTED_MASTER_PORT} 1\n"
+            f"sentinel auth-pass {SERVICE} {MASTER_PASSWORD}\n"
+            f"requirepass {SENTINEL_PASSWORD}\n"
+        )
+        servers.start(PROTECTED_SENTINEL_PORT, str(config), "--sentinel")
+        sentinel = client(PROTECTED_SENTINEL_PORT, SENTINEL_PASSWORD)
+
+        def master_up() -> bool:
+            master: Any = sentinel.sentinel_master(SERVICE)
+            return bool(master["flags"] == "master")
+
+        wait_for("the sentinel naming the master up", master_up)
+        yield
+    finally:
+        servers.stop()

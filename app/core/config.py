@@ -28,6 +28,7 @@ from sqlalchemy.exc import ArgumentError
 
 from app.core.keys import load_private_key, parse_public_keys
 from app.core.phone import PhoneError, parse_phone
+from app.core.redis_url import parse_storage_url
 
 logger = logging.getLogger(__name__)
 
@@ -374,6 +375,15 @@ class Settings(BaseSettings):
                 "METRICS_PORT must differ from PORT (leave it empty to serve /metrics on PORT)"
             )
         return self
+
+    @field_validator("rate_limit_storage_url")
+    @classmethod
+    def _redis_storage_form(cls, value: str) -> str:
+        """A Sentinel or Cluster URL lists host:port addresses (and Sentinel its service)
+        when it is read, not when the service starts."""
+        if not value.startswith("memory://"):
+            parse_storage_url(value)
+        return value
 
     @field_validator("database_url")
     @classmethod

@@ -36,7 +36,9 @@ RULES: dict[str, str] = {
     "database_url": "sqlite+aiosqlite:///<file> or postgresql+asyncpg://<user>:<password>@<host>/<db>",
     "markets": "a JSON object of markets by name, each with region and language "
     "(optionally code_ttl_minutes, channels, sms_budget, price_usd)",
-    "rate_limit_storage_url": "memory:// or redis://<host>:<port>/<db>",
+    "rate_limit_storage_url": "memory://, redis://<host>:<port>/<db> (or rediss://), "
+    "redis+sentinel://<host>:<port>[,<host>:<port>]/<service> or "
+    "redis+cluster://<host>:<port>[,<host>:<port>]",
     "rate_limit_send_per_phone": LIMITS_RULE,
     "rate_limit_send_per_ip": LIMITS_RULE,
     "rate_limit_verify_per_ip": LIMITS_RULE,

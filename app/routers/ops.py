@@ -51,7 +51,10 @@ async def healthz_head() -> Response:
     "verification provider is configured; otherwise 503 naming the failed check. With "
     "Redis, `rate_limit_storage` is `ok`, or `degraded` while Redis cannot be reached: "
     "the limits are then the process's own and logins keep working, so the pod stays "
-    "ready (200, `status` `degraded`). Twilio being down does not make a pod unready. "
+    "ready (200, `status` `degraded`). With Redis, the body's own `rate_limit_storage` "
+    "names its topology (`single`, `sentinel`, `cluster`) and, with Sentinel, the master "
+    "failovers this process has seen (`failovers`) and when it saw the last "
+    "(`last_failover_at`). Twilio being down does not make a pod unready. "
     "`providers` gives each configured verification provider's state: `ok`, or "
     "`circuit open` while it fails fast (sends then go to the next provider of the "
     "market's order).",
@@ -70,6 +73,11 @@ async def healthz_head() -> Response:
                                     "provider": "ok",
                                     "rate_limit_storage": "ok",
                                 },
+                                "rate_limit_storage": {
+                                    "topology": "sentinel",
+                                    "failovers": 1,
+                                    "last_failover_at": "2026-11-30T09:00:00Z",
+                                },
                                 "providers": {"twilio": "ok", "vonage": "ok"},
                             },
                         },
@@ -82,6 +90,7 @@ async def healthz_head() -> Response:
                                     "provider": "ok",
                                     "rate_limit_storage": "degraded",
                                 },
+                                "rate_limit_storage": {"topology": "cluster"},
                             },
                         },
                     }
@@ -107,6 +116,9 @@ async def readyz(readiness: ReadinessDep) -> JSONResponse:
     checks = await readiness.check()
     status = overall(checks)
     body: dict[str, Any] = {"status": status, "checks": checks}
+    storage = readiness.storage()
+    if storage is not None:
+        body["rate_limit_storage"] = storage
     providers = readiness.providers()
     if providers:
         body["providers"] = providers

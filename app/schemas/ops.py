@@ -13,6 +13,18 @@ class HealthBody(BaseModel):
     status: Literal["ok"] = "ok"
 
 
+class RateLimitStorageBody(BaseModel):
+    """The Redis behind the limits, as this process sees it."""
+
+    topology: Literal["single", "sentinel", "cluster"]
+    failovers: int | None = Field(
+        default=None, description="Sentinel: master failovers this process has seen"
+    )
+    last_failover_at: str | None = Field(
+        default=None, description="Sentinel: when it saw the last (UTC), null before one"
+    )
+
+
 class ReadinessBody(BaseModel):
     """Whether this process can serve logins, and the state of each check."""
 
@@ -24,4 +36,7 @@ class ReadinessBody(BaseModel):
         "`degraded`, or why not (e.g. `unreachable`, `not configured`, "
         "`migrations not at head`)",
         examples=[{"database": "ok", "provider": "ok"}],
+    )
+    rate_limit_storage: RateLimitStorageBody | None = Field(
+        default=None, description="With Redis: its topology and, with Sentinel, the failovers seen"
     )

@@ -14,7 +14,7 @@ from app.core.metrics import Metrics
 from app.services.limits.service import LoginLimits
 from app.services.limits.windows import RateLimiter
 from tests.conftest import FakeClock
-from tests.redis_topologies import running_cluster, running_sentinel
+from tests.redis_topologies import running_cluster, running_protected_sentinel, running_sentinel
 
 
 class TickingClock:
@@ -40,6 +40,13 @@ def sentinel_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A master, a replica and a sentinel of this test process: its URL."""
     with running_sentinel(tmp_path_factory.mktemp("redis-sentinel")) as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def protected_sentinel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """A master and a sentinel of this test process, each with a password of its own."""
+    with running_protected_sentinel(tmp_path_factory.mktemp("redis-protected-sentinel")):
+        yield
 
 
 LimitsFactory = Callable[..., LoginLimits]

@@ -171,6 +171,7 @@ async def test_readyz_stays_200_and_says_degraded_while_redis_cannot_be_reached(
     assert answer.json() == {
         "status": "degraded",
         "checks": {"database": "ok", "provider": "ok", "rate_limit_storage": "degraded"},
+        "rate_limit_storage": {"topology": "single"},
         "providers": {"twilio": "ok"},
     }
     assert again.json() == answer.json()
@@ -215,6 +216,7 @@ async def test_readyz_200_with_a_real_redis(client_for: ClientFactory, redis_url
         "provider": "ok",
         "rate_limit_storage": "ok",
     }
+    assert answer.json()["rate_limit_storage"] == {"topology": "single"}
 
 
 async def test_readyz_stays_200_while_the_twilio_circuit_is_open(

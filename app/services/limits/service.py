@@ -31,7 +31,7 @@ from app.core.metrics import Metrics
 from app.core.phone import Phone
 from app.services.limits.exceptions import RateLimited, SmsBudgetExhausted
 from app.services.limits.steps import Step, parse_limits
-from app.services.limits.windows import RateLimiter
+from app.services.limits.windows import RateLimiter, StorageState
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +70,11 @@ class LoginLimits:
     def shared(self) -> bool:
         """Whether the limits are shared between processes (Redis)."""
         return self._limiter.shared
+
+    @property
+    def storage_state(self) -> StorageState | None:
+        """The Redis topology and the failovers seen so far; None with memory://."""
+        return self._limiter.storage_state
 
     async def ping(self) -> bool:
         """Whether the limits' storage answers."""

@@ -15,6 +15,7 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
 from limits import RateLimitItem
@@ -45,6 +46,16 @@ class _Unreachable(Exception):
     """Redis cannot be reached: the in-process windows answer."""
 
 
+@dataclass(frozen=True, slots=True)
+class StorageState:
+    """The Redis behind the limits: its topology (`single`, `sentinel`, `cluster`) and,
+    with Sentinel, the failovers this process has seen and when it saw the last."""
+
+    topology: str
+    failovers: int = 0
+    last_failover: float | None = None
+
+
 class RateLimiter:
     """Moving-window limits over the configured storage, with an in-process fallback."""
 
@@ -65,6 +76,9 @@ class RateLimiter:
         self._metrics = metrics
         self._clients: RedisClients | None = None
         self._master: str | None = None
+        self._topology: str | None = None
+        self._failovers = 0
+        self._last_failover: float | None = None
         self._redis: RedisWindows | None = None
         # The in-process windows: the only ones with memory://, the fallback with Redis.
         self._fallback = LocalMovingWindow(clock, max_keys=max_keys, on_evict=on_evict)
@@ -86,6 +100,7 @@ class RateLimiter:
                     "RATE_LIMIT_STORAGE_URL must be memory://, redis://, rediss://, "
                     f"redis+sentinel:// or redis+cluster:// ({exc})"
                 ) from None
+            self._topology = topology.kind
             self._clients = connect(topology, max_connections, REDIS_TIMEOUT_SECONDS)
             self._redis = RedisWindows(self._clients.windows, key_prefix, clock)
 
@@ -93,6 +108,13 @@ class RateLimiter:
     def shared(self) -> bool:
         """Whether limits are shared between processes (Redis)."""
         return self._redis is not None
+
+    @property
+    def storage_state(self) -> StorageState | None:
+        """The Redis topology and the failovers seen so far; None with memory://."""
+        if self._topology is None:
+            return None
+        return StorageState(self._topology, self._failovers, self._last_failover)
 
     async def _on_redis(self, call: Callable[[RedisWindows], Awaitable[T]]) -> T:
         """`call` on Redis (callers check that it is configured), waiting for a
@@ -169,6 +191,8 @@ class RateLimiter:
             assert self._clients is not None
             if self._clients.forget_master is not None:
                 await self._clients.forget_master()
+            self._failovers += 1
+            self._last_failover = self._clock()
             if self._metrics is not None:
                 self._metrics.rate_limit_storage_failovers.inc()
             logger.warning(

@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError, ProgrammingError, SQLAlchemyError
@@ -50,6 +51,22 @@ class ReadinessChecker:
         if storage is not None:
             checks["rate_limit_storage"] = storage
         return checks
+
+    def storage(self) -> dict[str, str | int | None] | None:
+        """The Redis behind the limits: its topology and, with Sentinel, the failovers
+        this process has seen (`failovers`, `last_failover_at`); None without Redis."""
+        state = self.limits.storage_state
+        if state is None:
+            return None
+        detail: dict[str, str | int | None] = {"topology": state.topology}
+        if state.topology == "sentinel":
+            detail["failovers"] = state.failovers
+            detail["last_failover_at"] = (
+                None
+                if state.last_failover is None
+                else datetime.fromtimestamp(state.last_failover, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            )
+        return detail
 
     def providers(self) -> dict[str, str]:
         """Each configured provider and whether it is failing fast right now."""
