@@ -174,6 +174,14 @@ def create_routes(
     return primary, ProviderSet(named, by_market)
 
 
+def _describe_limits(limits: LoginLimits) -> str:
+    """`in-process`, or `redis` with its topology (`redis (sentinel)`)."""
+    state = limits.storage_state
+    if state is None:
+        return "in-process"
+    return f"redis ({state.topology})"
+
+
 def _describe_orders(settings: Settings, routes: ProviderSet) -> str:
     """`KG:vonage>twilio US:twilio`, for the start-up log."""
     parts = []
@@ -269,7 +277,7 @@ async def _process_state(
         "" if routes.complete else " (NOT CONFIGURED: verification answers 503)",
         _describe_orders(settings, routes),
         make_url(settings.database_url).render_as_string(hide_password=True),
-        "redis" if limits.shared else "in-process",
+        _describe_limits(limits),
         settings.captcha_provider.value
         if settings.captcha_provider.value == "none"
         else f"{settings.captcha_provider.value} ({settings.captcha_mode})",

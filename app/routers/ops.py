@@ -220,12 +220,15 @@ _REQUEST_ID_HEADER = {
     "schema": {"type": "string"},
 }
 _RETRY_AFTER_HEADER = {
-    "description": "Seconds to wait before trying again (on 503 when the wait is known, "
-    "e.g. while the SMS provider's circuit is open)",
+    "description": "Seconds to wait before trying again: always on 429 (the same as the "
+    "body's `retry_after`), on 503 when the wait is known (e.g. while every provider's "
+    "circuit is open)",
     "schema": {"type": "integer", "minimum": 1},
 }
 _WWW_AUTHENTICATE_HEADER = {
-    "description": "`Bearer`: the token to send",
+    "description": "`Bearer`: the token to send; on a change that needs a recent login, "
+    '`Bearer error="insufficient_user_authentication", error_description="A recent '
+    'login is required", max_age=300` (RFC 9470; `max_age` is `RECENT_LOGIN_SECONDS`)',
     "required": True,
     "schema": {"type": "string", "example": "Bearer"},
 }

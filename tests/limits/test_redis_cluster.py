@@ -5,6 +5,7 @@ pin the traffic to one node."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 
 import pytest
@@ -18,6 +19,7 @@ from tests.conftest import ClientFactory, FakeClock
 from tests.helpers import (
     SEND,
     VERIFY,
+    Records,
     kg_budget,
     me,
     race_for_the_last_budget,
@@ -203,7 +205,10 @@ async def test_a_check_on_a_cluster_takes_one_script_per_identity(
 
 
 async def test_a_login_on_a_cluster_with_only_the_storage_url_changed(
-    client_for: ClientFactory, twilio: respx.MockRouter, cluster_url: str
+    client_for: ClientFactory,
+    twilio: respx.MockRouter,
+    cluster_url: str,
+    app_logs: Records,
 ) -> None:
     """The default key prefix and limits: `RATE_LIMIT_STORAGE_URL` is the one setting."""
     start = mock_start(twilio)
@@ -222,6 +227,8 @@ async def test_a_login_on_a_cluster_with_only_the_storage_url_changed(
             for key in client(port).scan_iter(match="phone-auth:*"):
                 client(port).delete(key)
 
+    [starting] = [m for m in app_logs.at(logging.INFO, "app.main") if m.startswith("Starting")]
+    assert "rate_limits=redis (cluster)" in starting
     assert ready.status_code == 200, ready.text
     assert ready.json()["checks"]["rate_limit_storage"] == "ok"
     assert ready.json()["rate_limit_storage"] == {"topology": "cluster"}

@@ -144,7 +144,10 @@ def _budget_hits(port: int, prefix: str) -> int:
 
 
 async def test_a_login_behind_sentinel_with_only_the_storage_url_changed(
-    client_for: ClientFactory, twilio: respx.MockRouter, sentinel_url: str
+    client_for: ClientFactory,
+    twilio: respx.MockRouter,
+    sentinel_url: str,
+    app_logs: Records,
 ) -> None:
     """The default key prefix and limits: `RATE_LIMIT_STORAGE_URL` is the one setting."""
     start = mock_start(twilio)
@@ -162,6 +165,8 @@ async def test_a_login_behind_sentinel_with_only_the_storage_url_changed(
         for key in master.scan_iter(match="phone-auth:*"):
             master.delete(key)
 
+    [starting] = [m for m in app_logs.at(logging.INFO, "app.main") if m.startswith("Starting")]
+    assert "rate_limits=redis (sentinel)" in starting
     assert ready.status_code == 200, ready.text
     assert ready.json()["checks"]["rate_limit_storage"] == "ok"
     assert ready.json()["rate_limit_storage"]["topology"] == "sentinel"

@@ -536,6 +536,7 @@ async def test_a_provider_without_credentials_is_left_out_and_logged(
     )
     [starting] = [m for m in app_logs.at(logging.INFO, "app.main") if m.startswith("Starting")]
     assert "providers=KG:twilio US:twilio" in starting
+    assert "rate_limits=in-process" in starting
 
 
 async def test_a_market_whose_providers_all_lack_credentials_answers_503(
