@@ -33,14 +33,31 @@ def _is_free(port: int) -> bool:
     return True
 
 
+def _ephemeral_low() -> int:
+    """The lowest port the kernel hands out to outgoing connections: a port at or above
+    it may be taken by any client socket between choosing it and a server binding it."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as ports:
+            return int(ports.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+_LOWEST_PORT = 10000
+_EPHEMERAL_LOW = _ephemeral_low()
+_taken: set[int] = set()
+
+
 def _free_ports(count: int, *, with_bus: bool = False) -> tuple[int, ...]:
-    """`count` ports nobody listens on now (and their bus ports, for cluster nodes)."""
+    """`count` ports nobody listens on now (and their bus ports, for cluster nodes), below
+    the kernel's ephemeral range and apart from every port chosen before in this process."""
+    highest = _EPHEMERAL_LOW - (CLUSTER_BUS_OFFSET if with_bus else 0)
     chosen: list[int] = []
     while len(chosen) < count:
-        port = random.randrange(20000, 50000)
+        port = random.randrange(_LOWEST_PORT, highest)
         wanted = (port, port + CLUSTER_BUS_OFFSET) if with_bus else (port,)
-        taken = {p for c in chosen for p in (c, c + CLUSTER_BUS_OFFSET)}
-        if not taken.intersection(wanted) and all(_is_free(p) for p in wanted):
+        if not _taken.intersection(wanted) and all(_is_free(p) for p in wanted):
+            _taken.update(wanted)
             chosen.append(port)
     return tuple(chosen)
 
