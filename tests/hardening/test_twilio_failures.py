@@ -23,6 +23,9 @@ from tests.helpers import (
     VERIFY,
     Records,
     bearer,
+    new_phone,
+    retry_after,
+    too_many,
     verifications,
 )
 from tests.twilio_fixtures import (
@@ -102,6 +105,24 @@ async def test_send_failures_are_502_within_the_deadline(
     assert answer.status_code == 502, answer.text
     assert answer.json() == {"success": False, "detail": PROVIDER_FAILED}
     assert elapsed < DEADLINE + MARGIN, elapsed
+
+
+async def test_a_failed_send_still_counts_toward_the_cooldown(
+    client_for: ClientFactory, twilio: respx.MockRouter
+) -> None:
+    """A provider that failed may still have texted the code (a timeout), so the send
+    counts: the next one within the minute is refused and never reaches Twilio."""
+    start = twilio.post(START_PATH)
+    start.mock(side_effect=_raises(httpx.ReadTimeout))
+    phone = new_phone()
+    async with client_for(**{**FAST, "rate_limit_enabled": True}) as client:
+        failed = await client.post(SEND, json={"phone": phone})
+        start.mock(return_value=started(phone, sid=new_sid()))
+        again = await client.post(SEND, json={"phone": phone})
+    assert failed.status_code == 502, failed.text
+    assert again.status_code == 429, again.text
+    assert again.json() == too_many(retry_after(again, 60))
+    assert [form(call.request)["To"] for call in start.calls] == [phone]
 
 
 @pytest.mark.parametrize("failure", list(TWILIO_FAILURES), ids=list(TWILIO_FAILURES))
