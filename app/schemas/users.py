@@ -17,7 +17,7 @@ from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import PydanticCustomError
 
 from app.core.errors import MSG_NULL, MSG_READ_ONLY
-from app.schemas.common import RequestBody, TextInput
+from app.schemas.common import RequestBody
 
 
 class UserOut(BaseModel):
@@ -72,12 +72,13 @@ class UserUpdate(RequestBody):
     # `None` only stands for "not sent": one that is sent is refused (`_not_null`).
     name: ProfileName | None = None
     full_name: ProfileFullName | None = None
-    # Named so that they are refused as read-only rather than as unknown; left out of
-    # the schema, since a client has nothing to send in them.
-    id: SkipJsonSchema[TextInput | None] = None
-    phone: SkipJsonSchema[str | None] = None
-    is_active: SkipJsonSchema[bool | None] = None
-    is_verified: SkipJsonSchema[bool | None] = None
+    # Named so that they are refused as read-only rather than as unknown (`_read_only`
+    # refuses any value, so their type is never checked); left out of the schema, since a
+    # client has nothing to send in them.
+    id: SkipJsonSchema[object] = None
+    phone: SkipJsonSchema[object] = None
+    is_active: SkipJsonSchema[object] = None
+    is_verified: SkipJsonSchema[object] = None
 
     @field_validator("*", mode="before")
     @classmethod

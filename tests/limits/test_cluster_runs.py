@@ -19,11 +19,12 @@ from app.core.config import Settings
 from app.core.markets import Markets
 from app.core.metrics import Metrics
 from app.core.phone import parse_phone
+from app.core.redis_url import RedisTopology
 from app.services.limits import topology
 from app.services.limits.redis import _runs
 from app.services.limits.service import LoginLimits, RateLimited
 from app.services.limits.steps import Step, parse_limits
-from app.services.limits.topology import RedisClients, RedisTopology
+from app.services.limits.topology import RedisClients
 from app.services.limits.windows import RateLimiter
 from tests.conftest import FakeClock
 from tests.helpers import new_phone

@@ -13,9 +13,10 @@ from limits.errors import StorageError
 from redis.asyncio import Redis
 
 from app.core.metrics import Metrics
+from app.core.redis_url import RedisTopology
 from app.services.limits import topology
 from app.services.limits.steps import Step, parse_limits
-from app.services.limits.topology import RedisClients, RedisTopology
+from app.services.limits.topology import RedisClients
 from app.services.limits.windows import RateLimiter
 from tests.conftest import FakeClock
 

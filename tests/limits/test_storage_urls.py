@@ -9,8 +9,9 @@ import pytest
 from redis.asyncio.connection import SSLConnection
 
 from app.core.config import Settings
+from app.core.redis_url import parse_storage_url
 from app.core.settings_loader import load_settings
-from app.services.limits.topology import connect, parse_storage_url
+from app.services.limits.topology import connect
 from app.services.limits.windows import RateLimiter
 
 FORMS = (

@@ -11,8 +11,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from app.core.redis_url import RedisTopology as RedisTopology
-from app.core.redis_url import parse_storage_url as parse_storage_url
+from app.core.redis_url import RedisTopology
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis

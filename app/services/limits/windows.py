@@ -90,8 +90,9 @@ class RateLimiter:
         self._down_until = 0.0
         if not storage_url.startswith("memory://"):
             # Imported here: a process that keeps its limits in memory never loads redis-py.
+            from app.core.redis_url import parse_storage_url
             from app.services.limits.redis import RedisWindows
-            from app.services.limits.topology import connect, parse_storage_url
+            from app.services.limits.topology import connect
 
             try:
                 topology = parse_storage_url(storage_url)

@@ -4,50 +4,28 @@ the sync stores them)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
-import respx
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.models.delivery_attempt import DeliveryAttempt
 from app.models.verification import Verification
-from tests.conftest import ClientFactory
 from tests.helpers import (
-    NO_LIMITS,
     NOT_AUTHENTICATED,
     assert_unauthorized,
     bearer,
     login,
     new_phone,
-    set_roles,
     verifications,
 )
 
 PATH = "/api/v1/admin/verifications"
 NOT_ADMIN = {"detail": "You do not have permission to perform this action."}
 SYNCED = datetime(2026, 11, 30, 12, 5, tzinfo=UTC)
-
-
-@pytest.fixture
-async def client(
-    client_for: ClientFactory, twilio_approves: respx.MockRouter
-) -> AsyncIterator[httpx.AsyncClient]:
-    """The app without limits, Twilio approving every code."""
-    async with client_for(**NO_LIMITS) as http:
-        yield http
-
-
-@pytest.fixture
-async def admin(client: httpx.AsyncClient, db_engine: AsyncEngine) -> dict[str, str]:
-    """The headers of a logged-in admin."""
-    body = await login(client)
-    await set_roles(db_engine, body["user"]["id"], ["admin"])
-    return bearer(body["access_token"])
 
 
 async def add_attempt(engine: AsyncEngine, verification: Any, **values: Any) -> None:
@@ -72,7 +50,7 @@ async def sent_rows(engine: AsyncEngine, phone: str) -> list[Any]:
 
 
 async def test_a_logged_in_number_shows_its_code_with_delivery_price_and_conversion(
-    client: httpx.AsyncClient, admin: dict[str, str], db_engine: AsyncEngine
+    client: httpx.AsyncClient, admin: dict[str, Any], db_engine: AsyncEngine
 ) -> None:
     phone = new_phone()
     await login(client, phone)
@@ -86,7 +64,7 @@ async def test_a_logged_in_number_shows_its_code_with_delivery_price_and_convers
         price_currency="usd",
     )
 
-    response = await client.get(PATH, params={"phone": phone}, headers=admin)
+    response = await client.get(PATH, params={"phone": phone}, headers=admin["headers"])
 
     assert response.status_code == 200, response.text
     body = response.json()
@@ -125,12 +103,14 @@ async def test_a_logged_in_number_shows_its_code_with_delivery_price_and_convers
 
 
 async def test_before_any_sync_the_delivery_fields_are_null(
-    client: httpx.AsyncClient, admin: dict[str, str], db_engine: AsyncEngine
+    client: httpx.AsyncClient, admin: dict[str, Any], db_engine: AsyncEngine
 ) -> None:
     phone = new_phone()
     await client.post("/api/v1/auth/send-verification", json={"phone": phone})
 
-    (item,) = (await client.get(PATH, params={"phone": phone}, headers=admin)).json()["items"]
+    (item,) = (await client.get(PATH, params={"phone": phone}, headers=admin["headers"])).json()[
+        "items"
+    ]
 
     assert item["status"] == "pending"
     assert {key: item[key] for key in ("delivery_status", "converted", "price", "synced_at")} == {
@@ -143,7 +123,7 @@ async def test_before_any_sync_the_delivery_fields_are_null(
 
 
 async def test_the_summary_is_the_newest_attempt_and_the_price_their_sum(
-    client: httpx.AsyncClient, admin: dict[str, str], db_engine: AsyncEngine
+    client: httpx.AsyncClient, admin: dict[str, Any], db_engine: AsyncEngine
 ) -> None:
     phone = new_phone()
     await login(client, phone)
@@ -172,7 +152,9 @@ async def test_the_summary_is_the_newest_attempt_and_the_price_their_sum(
         attempted_at=first + timedelta(seconds=40),
     )
 
-    (item,) = (await client.get(PATH, params={"phone": phone}, headers=admin)).json()["items"]
+    (item,) = (await client.get(PATH, params={"phone": phone}, headers=admin["headers"])).json()[
+        "items"
+    ]
 
     assert (item["delivery_status"], item["delivery_error_code"]) == ("read", None)
     assert (item["price"], item["price_currency"]) == ("1.284567", "USD")
@@ -182,7 +164,7 @@ async def test_the_summary_is_the_newest_attempt_and_the_price_their_sum(
 
 
 async def test_prices_in_two_currencies_add_up_to_no_price(
-    client: httpx.AsyncClient, admin: dict[str, str], db_engine: AsyncEngine
+    client: httpx.AsyncClient, admin: dict[str, Any], db_engine: AsyncEngine
 ) -> None:
     phone = new_phone()
     await login(client, phone)
@@ -190,39 +172,47 @@ async def test_prices_in_two_currencies_add_up_to_no_price(
     await add_attempt(db_engine, row, suffix="a", price_micros=10, price_currency="USD")
     await add_attempt(db_engine, row, suffix="b", price_micros=10, price_currency="EUR")
 
-    (item,) = (await client.get(PATH, params={"phone": phone}, headers=admin)).json()["items"]
+    (item,) = (await client.get(PATH, params={"phone": phone}, headers=admin["headers"])).json()[
+        "items"
+    ]
 
     assert (item["price"], item["price_currency"]) == (None, None)
     assert sorted(a["price_currency"] for a in item["attempts"]) == ["EUR", "USD"]
 
 
 async def test_an_unconverted_code_and_an_unknown_conversion_differ(
-    client: httpx.AsyncClient, admin: dict[str, str], db_engine: AsyncEngine
+    client: httpx.AsyncClient, admin: dict[str, Any], db_engine: AsyncEngine
 ) -> None:
     used, unused = new_phone(), new_phone()
     await login(client, used)
     await client.post("/api/v1/auth/send-verification", json={"phone": unused})
     await add_attempt(db_engine, (await sent_rows(db_engine, unused))[0], converted=False)
 
-    unused_item = (await client.get(PATH, params={"phone": unused}, headers=admin)).json()
-    used_item = (await client.get(PATH, params={"phone": used}, headers=admin)).json()
+    unused_item = (
+        await client.get(PATH, params={"phone": unused}, headers=admin["headers"])
+    ).json()
+    used_item = (await client.get(PATH, params={"phone": used}, headers=admin["headers"])).json()
 
     assert unused_item["items"][0]["converted"] is False
     assert used_item["items"][0]["converted"] is None
 
 
 async def test_pages_newest_first_with_the_users_cursor_rules(
-    client: httpx.AsyncClient, admin: dict[str, str], db_engine: AsyncEngine
+    client: httpx.AsyncClient, admin: dict[str, Any], db_engine: AsyncEngine
 ) -> None:
     phone = new_phone()
     for _ in range(3):
         await login(client, phone)
     ids = [str(row.id) for row in await sent_rows(db_engine, phone)]
 
-    first = (await client.get(PATH, params={"phone": phone, "limit": 2}, headers=admin)).json()
+    first = (
+        await client.get(PATH, params={"phone": phone, "limit": 2}, headers=admin["headers"])
+    ).json()
     second = (
         await client.get(
-            PATH, params={"phone": phone, "limit": 2, "cursor": first["next_cursor"]}, headers=admin
+            PATH,
+            params={"phone": phone, "limit": 2, "cursor": first["next_cursor"]},
+            headers=admin["headers"],
         )
     ).json()
 
@@ -232,11 +222,11 @@ async def test_pages_newest_first_with_the_users_cursor_rules(
 
 
 async def test_without_a_filter_every_code_newest_first(
-    client: httpx.AsyncClient, admin: dict[str, str], db_engine: AsyncEngine
+    client: httpx.AsyncClient, admin: dict[str, Any], db_engine: AsyncEngine
 ) -> None:
     await login(client)
 
-    body = (await client.get(PATH, headers=admin)).json()
+    body = (await client.get(PATH, headers=admin["headers"])).json()
 
     ids = [int(item["id"]) for item in body["items"]]
     assert ids == sorted(ids, reverse=True)
@@ -244,7 +234,7 @@ async def test_without_a_filter_every_code_newest_first(
 
 
 async def test_a_users_codes_are_those_to_their_number_and_their_number_changes(
-    client: httpx.AsyncClient, admin: dict[str, str], db_engine: AsyncEngine
+    client: httpx.AsyncClient, admin: dict[str, Any], db_engine: AsyncEngine
 ) -> None:
     phone, other = new_phone(), new_phone()
     body = await login(client, phone)
@@ -265,7 +255,9 @@ async def test_a_users_codes_are_those_to_their_number_and_their_number_changes(
             },
         )
 
-    found = (await client.get(PATH, params={"user_id": body["user"]["id"]}, headers=admin)).json()
+    found = (
+        await client.get(PATH, params={"user_id": body["user"]["id"]}, headers=admin["headers"])
+    ).json()
 
     assert [(item["phone"], item["purpose"]) for item in found["items"]] == [
         (change_to, "phone_change"),
@@ -292,11 +284,11 @@ async def test_a_users_codes_are_those_to_their_number_and_their_number_changes(
 )
 async def test_bad_input_answers_400_like_the_users_lookup(
     client: httpx.AsyncClient,
-    admin: dict[str, str],
+    admin: dict[str, Any],
     params: dict[str, str],
     errors: dict[str, list[str]],
 ) -> None:
-    response = await client.get(PATH, params=params, headers=admin)
+    response = await client.get(PATH, params=params, headers=admin["headers"])
 
     assert response.status_code == 400
     assert response.json() == errors
@@ -304,10 +296,12 @@ async def test_bad_input_answers_400_like_the_users_lookup(
 
 @pytest.mark.parametrize("limit", ["0", "101", "ten"])
 async def test_a_limit_out_of_bounds_answers_as_the_users_list_does(
-    client: httpx.AsyncClient, admin: dict[str, str], limit: str
+    client: httpx.AsyncClient, admin: dict[str, Any], limit: str
 ) -> None:
-    users = await client.get("/api/v1/admin/users", params={"limit": limit}, headers=admin)
-    codes = await client.get(PATH, params={"limit": limit}, headers=admin)
+    users = await client.get(
+        "/api/v1/admin/users", params={"limit": limit}, headers=admin["headers"]
+    )
+    codes = await client.get(PATH, params={"limit": limit}, headers=admin["headers"])
 
     assert codes.status_code == users.status_code == 400
     assert codes.json() == users.json()
